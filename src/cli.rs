@@ -1,0 +1,304 @@
+//! What the command line does, as functions the binary calls: argument values in, printed summaries out.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::pipeline::{LoadOptions, LoadReport, Status, load_object};
+use crate::route::route;
+use crate::schema::TableKind;
+use crate::source::Object;
+use crate::warehouse::Postgres;
+
+/// A command-line failure that stops the command (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no database: set DATABASE_URL or pass --database-url")]
+    NoDatabase,
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::postgres::WarehouseError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Logs go to stderr: human-readable by default, JSON when `LOG_FORMAT=json`; level from `RUST_LOG` (default warn).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+/// Parse a share between 0 and 1.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a share between 0 and 1 (e.g. 0.1 for 10%)"
+        )),
+    }
+}
+
+async fn connect(url: Option<&str>) -> Result<Postgres, CliError> {
+    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
+    warehouse.init().await?;
+    Ok(warehouse)
+}
+
+/// `healthetl init`.
+pub async fn init(url: Option<&str>) -> Result<ExitCode, CliError> {
+    connect(url).await?;
+    println!(
+        "warehouse ready: schemas health and etl, {} tables, ledger etl.load_log",
+        crate::schema::SCHEMA.tables.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Expand directories into their `.csv` / `.csv.gz` files; dimensions first, then the fact table, by name.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|source| CliError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && is_csv(p))
+                .collect();
+            found.sort_by_key(|p| (load_rank(p), p.clone()));
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn is_csv(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    name.ends_with(".csv") || name.ends_with(".csv.gz")
+}
+
+fn load_rank(path: &Path) -> u8 {
+    match route(&path.to_string_lossy()).map(|t| t.kind) {
+        Ok(TableKind::Dimension) => 0,
+        Ok(TableKind::Fact) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// `healthetl load`: every object gets a report; exit 0 when all were loaded or skipped.
+pub async fn load(
+    url: Option<&str>,
+    paths: &[PathBuf],
+    options: &LoadOptions,
+    json: bool,
+    progress: bool,
+) -> Result<ExitCode, CliError> {
+    let files = expand_paths(paths)?;
+    let mut warehouse = connect(url).await?;
+    let mut reports = Vec::with_capacity(files.len());
+    for file in &files {
+        let object = match Object::local(file) {
+            Ok(o) => o,
+            Err(e) => {
+                reports.push(unreadable(file, &e));
+                continue;
+            }
+        };
+        let bar = progress.then(|| progress_bar(file, object.size));
+        let on_bytes = bar
+            .clone()
+            .map(|b| -> Box<dyn FnMut(u64) + Send> { Box::new(move |n| b.inc(n)) });
+        let report = load_object(&mut warehouse, object, options, on_bytes).await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        reports.push(report);
+    }
+    if json {
+        let out = serde_json::json!({ "objects": reports, "totals": totals(&reports) });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", summary_text(&files, &reports));
+    }
+    let ok = reports
+        .iter()
+        .all(|r| matches!(r.status, Status::Loaded | Status::Skipped));
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn unreadable(file: &Path, e: &std::io::Error) -> LoadReport {
+    LoadReport::failed(
+        &file.to_string_lossy(),
+        format!("{}: cannot read: {e}", file.display()),
+    )
+}
+
+fn progress_bar(file: &Path, size: Option<u64>) -> ProgressBar {
+    let bar = ProgressBar::new(size.unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    bar
+}
+
+/// Totals over a run's reports.
+pub fn totals(reports: &[LoadReport]) -> serde_json::Value {
+    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
+    serde_json::json!({
+        "objects": reports.len(),
+        "loaded": count(Status::Loaded),
+        "skipped": count(Status::Skipped),
+        "refused": count(Status::Refused),
+        "failed": count(Status::Failed),
+        "rows_loaded": reports.iter().map(|r| r.rows_loaded).sum::<u64>(),
+        "rows_rejected": reports.iter().map(|r| r.rows_rejected).sum::<u64>(),
+    })
+}
+
+/// The human-readable summary: one line per object, then rejections and errors, then totals.
+pub fn summary_text(files: &[PathBuf], reports: &[LoadReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<34} {:<20} {:<8} {:>10} {:>9} {:>6} {:>8}",
+        "file", "table", "status", "loaded", "rejected", "dups", "ms"
+    );
+    for (file, r) in files.iter().zip(reports) {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let status = serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<34} {:<20} {:<8} {:>10} {:>9} {:>6} {:>8}",
+            name,
+            r.table.as_deref().unwrap_or("-"),
+            status,
+            r.rows_loaded,
+            r.rows_rejected,
+            r.rows_duplicate,
+            r.duration_ms
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "    error: {e}");
+        }
+        for reject in r.rejects.iter().take(5) {
+            let _ = writeln!(out, "    rejected {}", reject.describe());
+        }
+        if let Some(f) = &r.rejects_file {
+            let _ = writeln!(out, "    rejected rows: {}", f.display());
+        }
+        if !r.extra_columns.is_empty() {
+            let _ = writeln!(out, "    ignored columns: {}", r.extra_columns.join(", "));
+        }
+    }
+    let t = totals(reports);
+    let _ = writeln!(
+        out,
+        "{} objects: {} loaded, {} skipped, {} refused, {} failed; {} rows loaded, {} rejected",
+        t["objects"],
+        t["loaded"],
+        t["skipped"],
+        t["refused"],
+        t["failed"],
+        t["rows_loaded"],
+        t["rows_rejected"]
+    );
+    out
+}
+
+/// `healthetl generate`.
+pub fn generate(rows: u64, out: PathBuf, seed: u64, plain: bool) -> Result<ExitCode, CliError> {
+    let options = crate::generate::GenerateOptions {
+        fact_rows: rows,
+        out_dir: out.clone(),
+        seed,
+        plain,
+    };
+    let manifest = crate::generate::generate(&options).map_err(|source| CliError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    for (table, t) in &manifest.tables {
+        println!(
+            "{:<20} {:>10} rows  {}",
+            table,
+            t.rows,
+            out.join(&t.file).display()
+        );
+    }
+    println!("manifest: {}", out.join("manifest.json").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(parse_ratio("0.25"), Ok(0.25));
+        assert!(parse_ratio("10").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("x").is_err());
+    }
+
+    #[test]
+    fn directories_load_dimensions_before_the_fact_table() {
+        let dir = std::env::temp_dir().join(format!("healthetl-expand-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "FactTable.csv",
+            "dimPayer.csv",
+            "dimDate.csv.gz",
+            "manifest.json",
+            "zzz.csv",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let names: Vec<String> = expand_paths(std::slice::from_ref(&dir))
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["dimDate.csv.gz", "dimPayer.csv", "FactTable.csv", "zzz.csv"]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,14 @@
+//! healthetl: healthcare billing CSVs into a typed star schema, streaming, validated and loaded idempotently.
+//!
+//! The modules follow the path an object takes: [`route`] (which table) → [`source`] (bytes, decompressed and
+//! decoded) → [`transform`] (validated and cast rows) → [`warehouse`] (staging, COPY, merge, ledger), wired for
+//! one object by [`pipeline`].
+
+pub mod cli;
+pub mod generate;
+pub mod pipeline;
+pub mod route;
+pub mod schema;
+pub mod source;
+pub mod transform;
+pub mod warehouse;

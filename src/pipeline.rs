@@ -1,0 +1,544 @@
+//! The pipeline for one object: route it, read its header, then stream its records through casting into the
+//! warehouse's COPY while a second thread parses — one transaction, committed only if the object is acceptable.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::route::{file_name, route};
+use crate::schema::Table;
+use crate::source::{Counting, Object, Records, TextEncoding, decompress};
+use crate::transform::{
+    HeaderError, Reject, RejectWriter, RowCaster, TransformStats, end_row, map_header,
+};
+use crate::warehouse::postgres::LedgerEntry;
+use crate::warehouse::{CopyChunk, Postgres};
+
+/// COPY data is sent in chunks of about this many bytes.
+const CHUNK: usize = 256 * 1024;
+/// Chunks buffered between the parsing thread and the database connection.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Reload objects the ledger already has.
+    pub force: bool,
+    /// The largest share of rejected rows an object may have and still load (0.1 = 10%).
+    pub reject_threshold: f64,
+    /// Where rejected rows are written (`<name>.<identity>.rejects.csv`).
+    pub rejects_dir: PathBuf,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            force: false,
+            reject_threshold: 0.10,
+            rejects_dir: PathBuf::from("rejects"),
+        }
+    }
+}
+
+/// The outcome of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Committed.
+    Loaded,
+    /// Already in the ledger; nothing done.
+    Skipped,
+    /// Not acceptable (unknown table, bad header, undecodable, too many rejected rows); nothing loaded.
+    Refused,
+    /// Something broke (database, I/O); nothing loaded; retrying may succeed.
+    Failed,
+}
+
+/// What happened to one object. Never contains row contents.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub source: String,
+    pub table: Option<String>,
+    pub status: Status,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    pub rows_duplicate: u64,
+    pub error: Option<String>,
+    pub extra_columns: Vec<String>,
+    pub encoding: Option<TextEncoding>,
+    pub rejects_file: Option<PathBuf>,
+    pub rejects: Vec<Reject>,
+    pub load_id: Option<i64>,
+    pub duration_ms: u64,
+}
+
+impl LoadReport {
+    fn new(source: &str) -> Self {
+        LoadReport {
+            source: source.to_string(),
+            table: None,
+            status: Status::Failed,
+            rows_read: 0,
+            rows_loaded: 0,
+            rows_rejected: 0,
+            rows_duplicate: 0,
+            error: None,
+            extra_columns: Vec::new(),
+            encoding: None,
+            rejects_file: None,
+            rejects: Vec::new(),
+            load_id: None,
+            duration_ms: 0,
+        }
+    }
+
+    /// A report for an object that could not even be opened.
+    pub fn failed(source: &str, error: String) -> Self {
+        LoadReport {
+            error: Some(error),
+            ..LoadReport::new(source)
+        }
+    }
+
+    fn with_stats(&mut self, stats: &TransformStats) {
+        self.rows_read = stats.rows_read;
+        self.rows_rejected = stats.rows_rejected;
+        self.rejects = stats.first_rejects.clone();
+    }
+
+    fn end(mut self, status: Status, error: Option<String>, started: Instant) -> Self {
+        self.status = status;
+        self.error = error;
+        self.duration_ms = started.elapsed().as_millis() as u64;
+        self
+    }
+}
+
+/// Why the parsing side stopped early.
+#[derive(Debug)]
+enum ReadError {
+    /// The object cannot be loaded as it is.
+    Refused(String),
+    /// Reading broke (I/O); a retry may work.
+    Failed(String),
+    /// The loader no longer wants rows (skipped, or the database failed).
+    Cancelled,
+}
+
+/// What the parsing side found in the header.
+struct HeaderInfo {
+    extra_columns: Vec<String>,
+}
+
+/// What the parsing side finished with.
+struct ReadOutcome {
+    stats: TransformStats,
+    encoding: TextEncoding,
+    rejects_file: Option<PathBuf>,
+}
+
+/// Load one object into the warehouse. Never panics on bad input; every outcome is a report.
+pub async fn load_object(
+    warehouse: &mut Postgres,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+) -> LoadReport {
+    let started = Instant::now();
+    let report = LoadReport::new(&object.uri);
+    let table = match route(&object.name) {
+        Ok(t) => t,
+        Err(e) => return report.end(Status::Refused, Some(e.to_string()), started),
+    };
+    let report = LoadReport {
+        table: Some(table.name.clone()),
+        ..report
+    };
+    let report = load_routed(warehouse, table, object, options, on_bytes, report).await;
+    let report = LoadReport {
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..report
+    };
+    tracing::info!(
+        source = %report.source,
+        table = report.table.as_deref().unwrap_or(""),
+        status = ?report.status,
+        rows_loaded = report.rows_loaded,
+        rows_rejected = report.rows_rejected,
+        duration_ms = report.duration_ms,
+        "object processed"
+    );
+    report
+}
+
+async fn load_routed(
+    warehouse: &mut Postgres,
+    table: &'static Table,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+    mut report: LoadReport,
+) -> LoadReport {
+    let started = Instant::now();
+    let display_name = file_name(&object.name).to_string();
+    let rejects_path = options
+        .rejects_dir
+        .join(rejects_file_name(&display_name, &object.identity));
+    let (header_tx, header_rx) = oneshot::channel();
+    let (mode_tx, mode_rx) = oneshot::channel();
+    let (chunk_tx, chunk_rx) = mpsc::channel::<CopyChunk>(CHUNKS_IN_FLIGHT);
+    let reader: Box<dyn io::Read + Send> = match on_bytes {
+        Some(f) => Box::new(Counting::new(object.reader, f)),
+        None => object.reader,
+    };
+    let name = object.name.clone();
+    let worker = tokio::task::spawn_blocking(move || {
+        let channels = Channels {
+            header: header_tx,
+            mode: mode_rx,
+            chunks: chunk_tx,
+        };
+        read_object(reader, &name, table, channels, &rejects_path)
+    });
+
+    let header = match header_rx.await {
+        Ok(h) => h,
+        Err(_) => return finish_worker_error(worker, report, started).await,
+    };
+    report.extra_columns = header.extra_columns;
+
+    let mut load = match warehouse
+        .begin_load(table, &object.identity, options.force)
+        .await
+    {
+        Ok(Some(load)) => load,
+        Ok(None) => {
+            drop(chunk_rx);
+            let _ = worker.await;
+            return report.end(Status::Skipped, None, started);
+        }
+        Err(e) => {
+            drop(chunk_rx);
+            let _ = worker.await;
+            return report.end(Status::Failed, Some(e.to_string()), started);
+        }
+    };
+    if mode_tx.send(load.append_above).is_err() {
+        return finish_worker_error(worker, report, started).await;
+    }
+    let copied = load.copy(chunk_rx).await;
+    let outcome = match worker.await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(ReadError::Cancelled)) => {
+            let e = copied.err().map(|e| e.to_string());
+            return report.end(Status::Failed, e, started);
+        }
+        Ok(Err(e)) => return read_error_report(report, e, started),
+        Err(e) => {
+            return report.end(
+                Status::Failed,
+                Some(format!("internal error: {e}")),
+                started,
+            );
+        }
+    };
+    report.with_stats(&outcome.stats);
+    report.encoding = Some(outcome.encoding);
+    report.rejects_file = outcome.rejects_file;
+    if let Err(e) = copied {
+        return report.end(Status::Failed, Some(e.to_string()), started);
+    }
+    let stats = &outcome.stats;
+    if stats.reject_ratio() > options.reject_threshold {
+        let first = stats
+            .first_rejects
+            .first()
+            .map(|r| format!("; first: {}", r.describe()))
+            .unwrap_or_default();
+        let msg = format!(
+            "{display_name}: {} of {} rows rejected ({:.1}%), over the {:.1}% threshold: nothing loaded{first}",
+            stats.rows_rejected,
+            stats.rows_read,
+            stats.reject_ratio() * 100.0,
+            options.reject_threshold * 100.0
+        );
+        return report.end(Status::Refused, Some(msg), started);
+    }
+    let encoding = match outcome.encoding {
+        TextEncoding::Utf8 => "utf-8",
+        TextEncoding::Windows1252 => "windows-1252",
+    };
+    let entry = LedgerEntry {
+        source: &report.source,
+        identity: &object.identity,
+        rows_read: stats.rows_read,
+        rows_rejected: stats.rows_rejected,
+        forced: options.force,
+        encoding,
+    };
+    match load.commit(!stats.keys_increasing, entry).await {
+        Ok(done) => {
+            report.rows_loaded = done.rows_loaded;
+            report.rows_duplicate = done.rows_duplicate;
+            report.load_id = Some(done.load_id);
+            report.end(Status::Loaded, None, started)
+        }
+        Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
+    }
+}
+
+async fn finish_worker_error(
+    worker: tokio::task::JoinHandle<Result<ReadOutcome, ReadError>>,
+    report: LoadReport,
+    started: Instant,
+) -> LoadReport {
+    match worker.await {
+        Ok(Err(e)) => read_error_report(report, e, started),
+        Ok(Ok(_)) => report.end(
+            Status::Failed,
+            Some("internal error: no header".into()),
+            started,
+        ),
+        Err(e) => report.end(
+            Status::Failed,
+            Some(format!("internal error: {e}")),
+            started,
+        ),
+    }
+}
+
+fn read_error_report(report: LoadReport, e: ReadError, started: Instant) -> LoadReport {
+    match e {
+        ReadError::Refused(m) => report.end(Status::Refused, Some(m), started),
+        ReadError::Failed(m) => report.end(Status::Failed, Some(m), started),
+        ReadError::Cancelled => report.end(Status::Failed, Some("cancelled".into()), started),
+    }
+}
+
+/// The rejects file of an object: its name without extension, a short identity, `.rejects.csv`. It routes back to
+/// the same table, so fixed rows can be dropped back in.
+pub fn rejects_file_name(name: &str, identity: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let stem_len = if lower.ends_with(".csv.gz") {
+        name.len() - 7
+    } else if lower.ends_with(".csv") {
+        name.len() - 4
+    } else {
+        name.len()
+    };
+    let short: String = identity
+        .rsplit(':')
+        .next()
+        .unwrap_or(identity)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    format!("{}.{short}.rejects.csv", &name[..stem_len])
+}
+
+/// The parsing side's connections to the loader.
+struct Channels {
+    /// The header verdict, sent once the header is read.
+    header: oneshot::Sender<HeaderInfo>,
+    /// The loader's answer: the key above which rows may be appended directly, if any.
+    mode: oneshot::Receiver<Option<i64>>,
+    /// COPY text, in chunks.
+    chunks: mpsc::Sender<CopyChunk>,
+}
+
+/// Accumulates COPY text and hands it to the loader in chunks: appended rows while the keys keep rising above the
+/// table's largest key, staged rows from the first key that does not.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    chunks: mpsc::Sender<CopyChunk>,
+    appending: bool,
+    last_appended: i64,
+    last_staged: Option<i64>,
+}
+
+impl ChunkWriter {
+    /// Finish the row that starts at `row_start` in the buffer; its key decides where it goes.
+    fn end_row(
+        &mut self,
+        row_start: usize,
+        key: i64,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), ReadError> {
+        if self.appending {
+            if key > self.last_appended {
+                self.last_appended = key;
+                end_row(&mut self.buf, None);
+                return Ok(());
+            }
+            // Keys stopped rising: what came before is appended, this row and the rest are staged and merged,
+            // so a later duplicate still replaces an earlier row.
+            let row = self.buf.split_off(row_start);
+            self.flush()?;
+            self.buf = row;
+            self.appending = false;
+            stats.keys_increasing = false;
+        } else if self.last_staged.is_some_and(|last| key <= last) {
+            stats.keys_increasing = false;
+        }
+        self.last_staged = Some(key);
+        end_row(&mut self.buf, Some(line));
+        Ok(())
+    }
+
+    fn flush_if_full(&mut self) -> Result<(), ReadError> {
+        if self.buf.len() >= CHUNK {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ReadError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK + 4096),
+        ));
+        let chunk = if self.appending {
+            CopyChunk::Append(bytes)
+        } else {
+            CopyChunk::Stage(bytes)
+        };
+        self.chunks
+            .blocking_send(chunk)
+            .map_err(|_| ReadError::Cancelled)
+    }
+}
+
+/// The parsing side: runs on a blocking thread, sends the header verdict, then COPY chunks.
+fn read_object(
+    reader: Box<dyn io::Read + Send>,
+    name: &str,
+    table: &'static Table,
+    channels: Channels,
+    rejects_path: &Path,
+) -> Result<ReadOutcome, ReadError> {
+    let shown = file_name(name);
+    let input = decompress(reader, name)
+        .map_err(|e| ReadError::Refused(format!("{shown}: cannot be decoded: {e}")))?;
+    let mut records = Records::new(input)
+        .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?;
+    let map = {
+        let header = records
+            .next_record()
+            .map_err(|e| ReadError::Refused(format!("{shown}: cannot read the header: {e}")))?;
+        let result = match header {
+            None => Err(HeaderError::Empty),
+            Some(h) => map_header(table, &h.fields),
+        };
+        result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
+    };
+    let info = HeaderInfo {
+        extra_columns: map.extra_columns.clone(),
+    };
+    if channels.header.send(info).is_err() {
+        return Err(ReadError::Cancelled);
+    }
+    let append_above = channels
+        .mode
+        .blocking_recv()
+        .map_err(|_| ReadError::Cancelled)?;
+    let mut out = ChunkWriter {
+        buf: Vec::with_capacity(CHUNK + 4096),
+        chunks: channels.chunks,
+        appending: append_above.is_some(),
+        last_appended: append_above.unwrap_or(i64::MAX),
+        last_staged: None,
+    };
+    let caster = RowCaster::new(table, &map);
+    let mut stats = TransformStats::new();
+    let mut rejects: Option<RejectWriter<BufWriter<File>>> = None;
+    let partial = rejects_path.with_extension("csv.partial");
+    let result = (|| {
+        while let Some(record) = records
+            .next_record()
+            .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?
+        {
+            stats.rows_read += 1;
+            let row_start = out.buf.len();
+            match caster.write_row(record.line, &record.fields, &mut out.buf) {
+                Ok(key) => {
+                    stats.rows_accepted += 1;
+                    out.end_row(row_start, key, record.line, &mut stats)?;
+                    out.flush_if_full()?;
+                }
+                Err(reject) => {
+                    stats.record_reject(&reject);
+                    let writer = match rejects.as_mut() {
+                        Some(w) => w,
+                        None => {
+                            rejects.insert(open_rejects(&partial, shown, &map.header).map_err(
+                                |e| ReadError::Failed(format!("cannot write rejects file: {e}")),
+                            )?)
+                        }
+                    };
+                    writer.write(&reject, &record.fields).map_err(|e| {
+                        ReadError::Failed(format!("cannot write rejects file: {e}"))
+                    })?;
+                }
+            }
+        }
+        out.flush()
+    })();
+    if let Err(e) = result {
+        drop(rejects);
+        let _ = fs::remove_file(&partial);
+        return Err(e);
+    }
+    let rejects_file = match rejects {
+        Some(w) => {
+            w.finish()
+                .and_then(|mut f| io::Write::flush(&mut f))
+                .and_then(|()| fs::rename(&partial, rejects_path))
+                .map_err(|e| ReadError::Failed(format!("cannot write rejects file: {e}")))?;
+            Some(rejects_path.to_path_buf())
+        }
+        None => None,
+    };
+    Ok(ReadOutcome {
+        stats,
+        encoding: records.encoding(),
+        rejects_file,
+    })
+}
+
+fn open_rejects(
+    path: &Path,
+    source: &str,
+    header: &[String],
+) -> io::Result<RejectWriter<BufWriter<File>>> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    RejectWriter::new(BufWriter::new(File::create(path)?), source, header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_files_route_back_to_their_table() {
+        let name = rejects_file_name("dimPatient.csv.gz", "sha256:0123456789abcdef");
+        assert_eq!(name, "dimPatient.0123456789ab.rejects.csv");
+        assert_eq!(crate::route::route(&name).unwrap().name, "dim_patient");
+        assert_eq!(
+            rejects_file_name("FactTable_2024.csv", "etag:\"abc-1\""),
+            "FactTable_2024.abc1.rejects.csv"
+        );
+    }
+}

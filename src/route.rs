@@ -1,0 +1,115 @@
+//! Routing: which table an object (a local path or an S3 key) loads into, decided from its file name alone.
+//! An object that routes nowhere is refused before anything touches the warehouse.
+
+use crate::schema::{SCHEMA, Table};
+
+/// Why an object name does not route to a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error(
+        "'{name}' does not name a table: the file name must start with one of {known} (optionally followed by _ - . or space and anything) and end in .csv or .csv.gz"
+    )]
+    UnknownTable { name: String, known: String },
+}
+
+/// The file name of an object: the part after the last `/` (or `\`).
+pub fn file_name(object: &str) -> &str {
+    object.rsplit(['/', '\\']).next().unwrap_or(object)
+}
+
+/// The table an object loads into. Strip `.gz`, then `.csv`; the stem must equal a source name
+/// (case-insensitively), either exactly or followed by one of `_ - . space` and anything.
+pub fn route(object: &str) -> Result<&'static Table, RouteError> {
+    let name = file_name(object);
+    let stem = strip_suffix_ci(name, ".gz").unwrap_or(name);
+    let stem = strip_suffix_ci(stem, ".csv");
+    let table = stem.and_then(|stem| {
+        SCHEMA.tables.iter().find(|t| {
+            let src = t.source;
+            stem.len() >= src.len()
+                && stem.is_char_boundary(src.len())
+                && stem[..src.len()].eq_ignore_ascii_case(src)
+                && matches!(
+                    stem.as_bytes().get(src.len()),
+                    None | Some(b'_' | b'-' | b'.' | b' ')
+                )
+        })
+    });
+    table.ok_or_else(|| RouteError::UnknownTable {
+        name: name.to_string(),
+        known: SCHEMA
+            .tables
+            .iter()
+            .map(|t| t.source)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+fn strip_suffix_ci<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let cut = s.len().checked_sub(suffix.len())?;
+    (s.is_char_boundary(cut) && s[cut..].eq_ignore_ascii_case(suffix)).then(|| &s[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str) -> Option<String> {
+        route(name).ok().map(|t| t.name.clone())
+    }
+
+    #[test]
+    fn contract_examples_route_to_their_tables() {
+        assert_eq!(table("FactTable.csv").as_deref(), Some("fact_table"));
+        assert_eq!(
+            table("FactTable_2024-06.csv").as_deref(),
+            Some("fact_table")
+        );
+        assert_eq!(
+            table("factTable-part-0001.csv.gz").as_deref(),
+            Some("fact_table")
+        );
+        assert_eq!(
+            table("incoming/2024/dimPatient.csv").as_deref(),
+            Some("dim_patient")
+        );
+        assert_eq!(table("DIMCPTCODE.CSV").as_deref(), Some("dim_cpt_code"));
+        assert_eq!(table("dimDate 2020.csv").as_deref(), Some("dim_date"));
+        assert_eq!(table("dimDate.v2.csv").as_deref(), Some("dim_date"));
+        assert_eq!(table(r"C:\data\dimPayer.csv").as_deref(), Some("dim_payer"));
+    }
+
+    #[test]
+    fn names_that_only_start_like_a_table_are_refused() {
+        assert_eq!(table("dimPatients.csv"), None);
+        assert_eq!(table("FactTableX.csv"), None);
+        assert_eq!(table("dimDiagnosis.csv"), None);
+    }
+
+    #[test]
+    fn other_extensions_and_unknown_names_are_refused() {
+        for name in [
+            "dimPatient.txt",
+            "dimPatient.csv.zip",
+            "dimPatient",
+            "notes.csv",
+            "raw/FactTable.csv/evil.csv",
+            "x'; DROP TABLE health.fact_table; --.csv",
+            "",
+        ] {
+            assert!(route(name).is_err(), "{name} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_directory_that_looks_like_a_table_does_not_route_its_files() {
+        assert_eq!(table("dimPatient/notes.csv"), None);
+    }
+
+    #[test]
+    fn refusal_names_the_object_and_the_known_tables() {
+        let e = route("s3/notes.csv").unwrap_err().to_string();
+        assert!(e.contains("'notes.csv'") && e.contains("dimPatient"), "{e}");
+    }
+}

@@ -1,0 +1,476 @@
+//! The star schema, declared once: the nine tables, their source headers, warehouse types and keys.
+//! DDL, header mapping, casting, COPY column lists and the README's table docs are all derived from here.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+/// Warehouse schema holding the star schema tables.
+pub const DATA_SCHEMA: &str = "health";
+/// Warehouse schema holding the load ledger.
+pub const ETL_SCHEMA: &str = "etl";
+
+/// The warehouse type of one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    SmallInt,
+    Integer,
+    BigInt,
+    /// Exact decimal with the given precision and scale.
+    Numeric {
+        precision: u8,
+        scale: u8,
+    },
+    Date,
+    /// Text of at most this many characters.
+    Varchar(u32),
+}
+
+impl ColumnType {
+    /// The SQL spelling, valid on PostgreSQL and Redshift.
+    pub fn sql(self) -> String {
+        match self {
+            ColumnType::SmallInt => "SMALLINT".into(),
+            ColumnType::Integer => "INTEGER".into(),
+            ColumnType::BigInt => "BIGINT".into(),
+            ColumnType::Numeric { precision, scale } => format!("NUMERIC({precision},{scale})"),
+            ColumnType::Date => "DATE".into(),
+            ColumnType::Varchar(n) => format!("VARCHAR({n})"),
+        }
+    }
+}
+
+/// Whether a table is a dimension or the fact table; dimensions load first in a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Dimension,
+    Fact,
+}
+
+struct ColumnDef {
+    source: &'static str,
+    rename: Option<&'static str>,
+    ty: ColumnType,
+    doc: &'static str,
+}
+
+struct TableDef {
+    source: &'static str,
+    kind: TableKind,
+    primary_key: &'static str,
+    doc: &'static str,
+    columns: &'static [ColumnDef],
+}
+
+const ID: ColumnType = ColumnType::Varchar(32);
+const NAME: ColumnType = ColumnType::Varchar(200);
+const SHORT: ColumnType = ColumnType::Varchar(100);
+const DESC: ColumnType = ColumnType::Varchar(500);
+const MONEY: ColumnType = ColumnType::Numeric {
+    precision: 12,
+    scale: 2,
+};
+
+const fn col(source: &'static str, ty: ColumnType, doc: &'static str) -> ColumnDef {
+    ColumnDef {
+        source,
+        rename: None,
+        ty,
+        doc,
+    }
+}
+
+const fn renamed(
+    source: &'static str,
+    name: &'static str,
+    ty: ColumnType,
+    doc: &'static str,
+) -> ColumnDef {
+    ColumnDef {
+        source,
+        rename: Some(name),
+        ty,
+        doc,
+    }
+}
+
+use ColumnType::{BigInt, Date, Integer, SmallInt};
+
+const TABLES: &[TableDef] = &[
+    TableDef {
+        source: "dimPatient",
+        kind: TableKind::Dimension,
+        primary_key: "dim_patient_pk",
+        doc: "One row per patient.",
+        columns: &[
+            col("dimPatientPK", BigInt, "Patient key"),
+            col(
+                "PatientNumber",
+                ID,
+                "Medical record number (text: leading zeros are data)",
+            ),
+            col("FirstName", SHORT, "First name"),
+            col("LastName", SHORT, "Last name"),
+            col("Email", NAME, "E-mail address"),
+            col("PatientGender", ID, "Gender"),
+            col("PatientAge", SmallInt, "Age in years"),
+            col("City", SHORT, "City"),
+            col("State", ID, "State"),
+        ],
+    },
+    TableDef {
+        source: "dimPhysician",
+        kind: TableKind::Dimension,
+        primary_key: "dim_physician_pk",
+        doc: "One row per rendering provider.",
+        columns: &[
+            col("dimPhysicianPK", BigInt, "Physician key"),
+            col("ProviderNpi", ID, "National Provider Identifier (text)"),
+            col("ProviderName", NAME, "Provider name"),
+            col("ProviderSpecialty", SHORT, "Specialty"),
+            col("ProviderFTE", MONEY, "Full-time equivalent"),
+        ],
+    },
+    TableDef {
+        source: "dimPayer",
+        kind: TableKind::Dimension,
+        primary_key: "dim_payer_pk",
+        doc: "One row per insurance payer.",
+        columns: &[
+            col("dimPayerPK", BigInt, "Payer key"),
+            col("PayerName", NAME, "Payer name"),
+        ],
+    },
+    TableDef {
+        source: "dimLocation",
+        kind: TableKind::Dimension,
+        primary_key: "dim_location_pk",
+        doc: "One row per place of service.",
+        columns: &[
+            col("dimLocationPK", BigInt, "Location key"),
+            col("LocationName", NAME, "Location name"),
+        ],
+    },
+    TableDef {
+        source: "dimTransaction",
+        kind: TableKind::Dimension,
+        primary_key: "dim_transaction_pk",
+        doc: "One row per transaction type and adjustment reason.",
+        columns: &[
+            col("dimTransactionPK", BigInt, "Transaction key"),
+            col("TransactionType", SHORT, "Charge, Payment or Adjustment"),
+            renamed(
+                "Transaction",
+                "transaction_desc",
+                NAME,
+                "Transaction description",
+            ),
+            col("AdjustmentReason", NAME, "Adjustment reason"),
+        ],
+    },
+    TableDef {
+        source: "dimDiagnosisCode",
+        kind: TableKind::Dimension,
+        primary_key: "dim_diagnosis_code_pk",
+        doc: "One row per ICD diagnosis code.",
+        columns: &[
+            col("dimDiagnosisCodePK", BigInt, "Diagnosis key"),
+            col("DiagnosisCode", ID, "ICD code"),
+            col("DiagnosisCodeDescription", DESC, "Description"),
+            col("DiagnosisCodeGroup", NAME, "Diagnosis group"),
+        ],
+    },
+    TableDef {
+        source: "dimCptCode",
+        kind: TableKind::Dimension,
+        primary_key: "dim_cpt_code_pk",
+        doc: "One row per CPT procedure code.",
+        columns: &[
+            col("dimCPTCodePK", BigInt, "CPT key"),
+            col("CptCode", ID, "CPT code (text)"),
+            col("CptDesc", DESC, "Description"),
+            col("CptGrouping", NAME, "CPT grouping"),
+        ],
+    },
+    TableDef {
+        source: "dimDate",
+        kind: TableKind::Dimension,
+        primary_key: "date_key",
+        doc: "One row per calendar day.",
+        columns: &[
+            renamed(
+                "dimDatePostPK",
+                "date_key",
+                Date,
+                "The day (joins fact dates)",
+            ),
+            renamed("Date", "calendar_date", Date, "The day"),
+            col("Year", SmallInt, "Year"),
+            col("Month", ID, "Month name"),
+            col("MonthPeriod", Integer, "YYYYMM"),
+            col("MonthYear", ID, "Month and year label"),
+            col("Day", SmallInt, "Day of month"),
+            col("DayName", ID, "Day of week"),
+        ],
+    },
+    TableDef {
+        source: "FactTable",
+        kind: TableKind::Fact,
+        primary_key: "fact_table_pk",
+        doc: "One row per billing transaction line.",
+        columns: &[
+            col("FactTablePK", BigInt, "Transaction line key"),
+            col("dimPatientPK", BigInt, "Patient (dim_patient)"),
+            col("dimPhysicianPK", BigInt, "Physician (dim_physician)"),
+            col("dimDatePostPK", Date, "Post date (dim_date)"),
+            col("dimDateServicePK", Date, "Service date (dim_date)"),
+            col("dimCPTCodePK", BigInt, "CPT code (dim_cpt_code)"),
+            col("dimPayerPK", BigInt, "Payer (dim_payer)"),
+            col(
+                "dimTransactionPK",
+                BigInt,
+                "Transaction type (dim_transaction)",
+            ),
+            col("dimLocationPK", BigInt, "Location (dim_location)"),
+            col("PatientNumber", ID, "Medical record number"),
+            col(
+                "dimDiagnosisCodePK",
+                BigInt,
+                "Diagnosis (dim_diagnosis_code)",
+            ),
+            col("CPTUnits", MONEY, "CPT units"),
+            col("GrossCharge", MONEY, "Gross charge"),
+            col("Payment", MONEY, "Payment (negative reduces AR)"),
+            col("Adjustment", MONEY, "Adjustment (negative reduces AR)"),
+            col("AR", MONEY, "Accounts receivable after this line"),
+        ],
+    },
+];
+
+/// One warehouse column and the source header it comes from.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub source: &'static str,
+    pub name: String,
+    pub ty: ColumnType,
+    pub doc: &'static str,
+}
+
+/// One warehouse table and the source file it is loaded from.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub source: &'static str,
+    pub name: String,
+    pub kind: TableKind,
+    pub doc: &'static str,
+    pub columns: Vec<Column>,
+    /// Index into `columns` of the primary key.
+    pub pk_index: usize,
+}
+
+impl Table {
+    /// The schema-qualified, quoted table name.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote_ident(DATA_SCHEMA), quote_ident(&self.name))
+    }
+
+    /// The primary-key column.
+    pub fn primary_key(&self) -> &Column {
+        &self.columns[self.pk_index]
+    }
+
+    /// Comma-separated quoted column list, in declaration order.
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for PostgreSQL.
+    pub fn create_sql(&self) -> String {
+        let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", self.qualified());
+        for c in &self.columns {
+            let _ = writeln!(sql, "    {} {},", quote_ident(&c.name), c.ty.sql());
+        }
+        let _ = write!(
+            sql,
+            "    PRIMARY KEY ({})\n)",
+            quote_ident(&self.primary_key().name)
+        );
+        sql
+    }
+}
+
+/// All nine tables.
+#[derive(Debug)]
+pub struct Schema {
+    pub tables: Vec<Table>,
+}
+
+impl Schema {
+    /// The table whose source name matches exactly (case-insensitively).
+    pub fn by_source(&self, source: &str) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.source.eq_ignore_ascii_case(source))
+    }
+
+    /// The table with this warehouse name.
+    pub fn by_name(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Markdown documentation of every table, for the README.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        for t in &self.tables {
+            let _ = writeln!(
+                md,
+                "#### `{}.{}` ← `{}`\n\n{} Primary key `{}`.\n\n| column | type | source header | meaning |\n|---|---|---|---|",
+                DATA_SCHEMA,
+                t.name,
+                t.source,
+                t.doc,
+                t.primary_key().name
+            );
+            for c in &t.columns {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {} | {} |",
+                    c.name,
+                    c.ty.sql(),
+                    c.source,
+                    c.doc
+                );
+            }
+            md.push('\n');
+        }
+        md
+    }
+}
+
+/// The star schema, built once from the declaration above.
+pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
+    tables: TABLES
+        .iter()
+        .map(|t| {
+            let columns: Vec<Column> = t
+                .columns
+                .iter()
+                .map(|c| Column {
+                    source: c.source,
+                    name: c
+                        .rename
+                        .map_or_else(|| snake_case(c.source), str::to_string),
+                    ty: c.ty,
+                    doc: c.doc,
+                })
+                .collect();
+            let pk_index = columns
+                .iter()
+                .position(|c| c.name == t.primary_key)
+                .unwrap_or_else(|| panic!("schema: {} has no column {}", t.source, t.primary_key));
+            Table {
+                source: t.source,
+                name: snake_case(t.source),
+                kind: t.kind,
+                doc: t.doc,
+                columns,
+                pk_index,
+            }
+        })
+        .collect(),
+});
+
+/// snake_case as the contract defines it: split before an upper-case letter that follows a lower-case letter or
+/// digit, and before the last upper-case letter of a run that is followed by lower case.
+pub fn snake_case(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower)
+            {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Quote an SQL identifier. Identifiers only ever come from the schema declaration, never from input; quoting is
+/// a second line of defence.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_follows_the_contract_examples() {
+        assert_eq!(snake_case("dimCPTCodePK"), "dim_cpt_code_pk");
+        assert_eq!(snake_case("FactTablePK"), "fact_table_pk");
+        assert_eq!(snake_case("ProviderFTE"), "provider_fte");
+        assert_eq!(snake_case("AR"), "ar");
+        assert_eq!(snake_case("CPTUnits"), "cpt_units");
+        assert_eq!(snake_case("dimDatePostPK"), "dim_date_post_pk");
+        assert_eq!(snake_case("MonthYear"), "month_year");
+        assert_eq!(snake_case("Day2Name"), "day2_name");
+    }
+
+    #[test]
+    fn the_schema_has_the_nine_contract_tables() {
+        let names: Vec<&str> = SCHEMA.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "dim_patient",
+                "dim_physician",
+                "dim_payer",
+                "dim_location",
+                "dim_transaction",
+                "dim_diagnosis_code",
+                "dim_cpt_code",
+                "dim_date",
+                "fact_table"
+            ]
+        );
+    }
+
+    #[test]
+    fn renamed_columns_and_keys_match_the_contract() {
+        let t = SCHEMA.by_name("dim_transaction").unwrap();
+        assert!(t.columns.iter().any(|c| c.name == "transaction_desc"));
+        let d = SCHEMA.by_name("dim_date").unwrap();
+        assert_eq!(d.primary_key().name, "date_key");
+        assert_eq!(d.columns[1].name, "calendar_date");
+        let f = SCHEMA.by_name("fact_table").unwrap();
+        assert_eq!(f.primary_key().name, "fact_table_pk");
+        assert_eq!(f.columns.len(), 16);
+        assert!(f.columns.iter().any(|c| c.name == "dim_cpt_code_pk"));
+    }
+
+    #[test]
+    fn create_sql_declares_types_and_primary_key() {
+        let sql = SCHEMA.by_name("dim_payer").unwrap().create_sql();
+        assert!(sql.contains("\"health\".\"dim_payer\""), "{sql}");
+        assert!(sql.contains("\"dim_payer_pk\" BIGINT"), "{sql}");
+        assert!(sql.contains("\"payer_name\" VARCHAR(200)"), "{sql}");
+        assert!(sql.contains("PRIMARY KEY (\"dim_payer_pk\")"), "{sql}");
+        let fact = SCHEMA.by_name("fact_table").unwrap().create_sql();
+        assert!(fact.contains("\"gross_charge\" NUMERIC(12,2)"), "{fact}");
+    }
+
+    #[test]
+    fn quote_ident_doubles_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,513 @@
+//! Transform: match a file's header to its table, then validate and cast each record to the table's types,
+//! writing accepted rows in PostgreSQL COPY text format and rejected rows (with line, column and rule) aside.
+
+pub mod cast;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::schema::{ColumnType, Table};
+use cast::CastError;
+
+/// Why a header cannot be loaded into its table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the file is empty: it has no header line")]
+    Empty,
+    #[error("missing column '{column}' (table {table} needs it)")]
+    MissingColumn { column: String, table: String },
+    #[error("column '{column}' appears more than once in the header")]
+    DuplicateColumn { column: String },
+}
+
+/// Where each table column is found in the file's records.
+#[derive(Debug, Clone)]
+pub struct HeaderMap {
+    /// For each table column, its index in a record.
+    pub indices: Vec<usize>,
+    /// Header names of columns the table does not have (ignored, reported).
+    pub extra_columns: Vec<String>,
+    /// The header names as they appear in the file.
+    pub header: Vec<String>,
+}
+
+/// A header name reduced for matching: lower case, without spaces or underscores.
+pub fn normalize_header(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '\u{feff}')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Match a header to a table: case-insensitive, ignoring spaces and underscores, in any order. A column may be
+/// named by its source header (`dimPatientPK`) or its warehouse name (`dim_patient_pk`).
+pub fn map_header(table: &Table, header: &[Cow<'_, str>]) -> Result<HeaderMap, HeaderError> {
+    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+        return Err(HeaderError::Empty);
+    }
+    let normalized: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+    let mut used = vec![false; header.len()];
+    let mut indices = Vec::with_capacity(table.columns.len());
+    for col in &table.columns {
+        let names = [normalize_header(col.source), normalize_header(&col.name)];
+        let mut found = normalized
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| names.contains(h));
+        let Some((idx, _)) = found.next() else {
+            return Err(HeaderError::MissingColumn {
+                column: col.source.to_string(),
+                table: table.name.clone(),
+            });
+        };
+        if let Some((dup, _)) = found.next() {
+            return Err(HeaderError::DuplicateColumn {
+                column: header[dup].to_string(),
+            });
+        }
+        used[idx] = true;
+        indices.push(idx);
+    }
+    let extra_columns = header
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(h, _)| h.to_string())
+        .collect();
+    Ok(HeaderMap {
+        indices,
+        extra_columns,
+        header: header.iter().map(|h| h.to_string()).collect(),
+    })
+}
+
+/// One rejected row: where, which column and which rule. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    pub line: u64,
+    /// The source header of the offending column, or `None` for row-level problems.
+    pub column: Option<String>,
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl Reject {
+    /// "line 812, PatientAge: is not an integer".
+    pub fn describe(&self) -> String {
+        match &self.column {
+            Some(c) => format!("line {}, {}: {}", self.line, c, self.reason),
+            None => format!("line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// The primary key of an accepted row, as an orderable number (dates as days), to detect whether a file's keys
+/// are strictly increasing (then it cannot hold duplicates and the merge skips de-duplication).
+pub type KeyOrder = i64;
+
+/// Casts records of one table into COPY text rows.
+pub struct RowCaster<'a> {
+    table: &'a Table,
+    map: &'a HeaderMap,
+}
+
+impl<'a> RowCaster<'a> {
+    pub fn new(table: &'a Table, map: &'a HeaderMap) -> Self {
+        RowCaster { table, map }
+    }
+
+    /// Cast one record and append its fields to `out` in COPY text form, tab-separated, without a line end (see
+    /// [`end_row`]). On rejection nothing is appended.
+    pub fn write_row(
+        &self,
+        line: u64,
+        fields: &[Cow<'_, str>],
+        out: &mut Vec<u8>,
+    ) -> Result<KeyOrder, Reject> {
+        if fields.len() != self.map.header.len() {
+            return Err(Reject {
+                line,
+                column: None,
+                rule: "field_count",
+                reason: format!(
+                    "has {} fields, the header has {}",
+                    fields.len(),
+                    self.map.header.len()
+                ),
+            });
+        }
+        let start = out.len();
+        let mut key = 0;
+        for (i, (col, &idx)) in self.table.columns.iter().zip(&self.map.indices).enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            let value = cast::trim(&fields[idx]);
+            let is_pk = i == self.table.pk_index;
+            let result = if value.is_empty() {
+                if is_pk {
+                    Err(CastError::NullPrimaryKey)
+                } else {
+                    out.extend_from_slice(b"\\N");
+                    Ok(0)
+                }
+            } else {
+                write_value(col.ty, value, out)
+            };
+            match result {
+                Ok(k) if is_pk => key = k,
+                Ok(_) => {}
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(Reject {
+                        line,
+                        column: Some(self.map.header[idx].clone()),
+                        rule: e.rule(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(key)
+    }
+}
+
+/// End a COPY text row: with the source line as a last column (staging rows) or without (appended rows).
+pub fn end_row(out: &mut Vec<u8>, line: Option<u64>) {
+    if let Some(line) = line {
+        let _ = write!(out, "\t{line}");
+    }
+    out.push(b'\n');
+}
+
+/// Cast one non-empty value and append its COPY text form. Returns its key order (for key columns).
+fn write_value(ty: ColumnType, value: &str, out: &mut Vec<u8>) -> Result<KeyOrder, CastError> {
+    match ty {
+        ColumnType::SmallInt => int(
+            value,
+            i64::from(i16::MIN),
+            i64::from(i16::MAX),
+            "SMALLINT",
+            out,
+        ),
+        ColumnType::Integer => int(
+            value,
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+            "INTEGER",
+            out,
+        ),
+        ColumnType::BigInt => int(value, i64::MIN, i64::MAX, "BIGINT", out),
+        ColumnType::Numeric { precision, scale } => {
+            let d = cast::decimal(value, precision, scale)?;
+            let _ = write!(out, "{d}");
+            Ok(d.units)
+        }
+        ColumnType::Date => {
+            let d = cast::date(value)?;
+            let _ = write!(out, "{d}");
+            Ok(d.days_since_epoch())
+        }
+        ColumnType::Varchar(max) => {
+            escape_copy_text(cast::varchar(value, max)?, out);
+            Ok(0)
+        }
+    }
+}
+
+fn int(
+    value: &str,
+    min: i64,
+    max: i64,
+    name: &'static str,
+    out: &mut Vec<u8>,
+) -> Result<i64, CastError> {
+    let v = cast::integer(value, min, max, name)?;
+    let _ = write!(out, "{v}");
+    Ok(v)
+}
+
+/// Escape text for PostgreSQL's COPY text format.
+pub fn escape_copy_text(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Writes rejected rows as CSV: where and why, then the row's own fields under the file's header, so the file can
+/// be fixed and dropped back in (the extra columns are ignored on load).
+pub struct RejectWriter<W: Write> {
+    writer: csv::Writer<W>,
+    source: String,
+}
+
+/// Leading columns of a rejects file.
+pub const REJECT_COLUMNS: [&str; 5] = [
+    "rejected_source",
+    "rejected_line",
+    "rejected_column",
+    "rejected_rule",
+    "rejected_reason",
+];
+
+impl<W: Write> RejectWriter<W> {
+    pub fn new(inner: W, source: &str, header: &[String]) -> io::Result<Self> {
+        let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(inner);
+        let head: Vec<&str> = REJECT_COLUMNS
+            .iter()
+            .copied()
+            .chain(header.iter().map(String::as_str))
+            .collect();
+        writer.write_record(&head).map_err(io::Error::other)?;
+        Ok(RejectWriter {
+            writer,
+            source: source.to_string(),
+        })
+    }
+
+    pub fn write(&mut self, reject: &Reject, fields: &[Cow<'_, str>]) -> io::Result<()> {
+        let line = reject.line.to_string();
+        let lead = [
+            self.source.as_str(),
+            line.as_str(),
+            reject.column.as_deref().unwrap_or(""),
+            reject.rule,
+            reject.reason.as_str(),
+        ];
+        let row = lead.into_iter().chain(fields.iter().map(|f| f.as_ref()));
+        self.writer.write_record(row).map_err(io::Error::other)
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        self.writer
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// Counters kept while transforming one object; bounded in size whatever the file's length.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TransformStats {
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+    /// Whether the staged rows' keys strictly increase (then they hold no duplicates and need no sort).
+    pub keys_increasing: bool,
+    /// The first rejections, for reports (all of them are in the rejects file).
+    pub first_rejects: Vec<Reject>,
+    /// Rejections counted by column and rule.
+    pub rejects_by_rule: BTreeMap<String, u64>,
+}
+
+/// How many rejections a report lists individually.
+pub const REPORTED_REJECTS: usize = 20;
+
+impl TransformStats {
+    pub fn new() -> Self {
+        TransformStats {
+            keys_increasing: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn record_reject(&mut self, reject: &Reject) {
+        self.rows_rejected += 1;
+        let key = format!(
+            "{}:{}",
+            reject.column.as_deref().unwrap_or("row"),
+            reject.rule
+        );
+        *self.rejects_by_rule.entry(key).or_default() += 1;
+        if self.first_rejects.len() < REPORTED_REJECTS {
+            self.first_rejects.push(reject.clone());
+        }
+    }
+
+    /// The share of rows rejected.
+    pub fn reject_ratio(&self) -> f64 {
+        if self.rows_read == 0 {
+            0.0
+        } else {
+            self.rows_rejected as f64 / self.rows_read as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SCHEMA;
+
+    fn cows(v: &[&str]) -> Vec<Cow<'static, str>> {
+        v.iter().map(|s| Cow::Owned(s.to_string())).collect()
+    }
+
+    fn payer() -> &'static Table {
+        SCHEMA.by_name("dim_payer").unwrap()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_spaces_underscores_and_order() {
+        let t = SCHEMA.by_name("dim_location").unwrap();
+        let m = map_header(t, &cows(&["Location Name", "notes", "DIM_LOCATION_PK"])).unwrap();
+        assert_eq!(m.indices, [2, 0]);
+        assert_eq!(m.extra_columns, ["notes"]);
+    }
+
+    #[test]
+    fn warehouse_column_names_are_accepted_as_headers() {
+        let t = SCHEMA.by_name("dim_transaction").unwrap();
+        let h = cows(&[
+            "dim_transaction_pk",
+            "transaction_type",
+            "transaction_desc",
+            "adjustment_reason",
+        ]);
+        assert!(map_header(t, &h).is_ok());
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let e = map_header(payer(), &cows(&["dimPayerPK"])).unwrap_err();
+        assert_eq!(
+            e,
+            HeaderError::MissingColumn {
+                column: "PayerName".into(),
+                table: "dim_payer".into()
+            }
+        );
+        assert!(e.to_string().contains("PayerName"));
+    }
+
+    #[test]
+    fn a_column_given_twice_is_refused() {
+        let e = map_header(payer(), &cows(&["dimPayerPK", "PayerName", "payer_name"])).unwrap_err();
+        assert!(matches!(e, HeaderError::DuplicateColumn { .. }));
+    }
+
+    #[test]
+    fn an_empty_header_is_refused() {
+        assert_eq!(
+            map_header(payer(), &cows(&[""])).unwrap_err(),
+            HeaderError::Empty
+        );
+    }
+
+    fn cast_row(table: &str, header: &[&str], row: &[&str]) -> Result<String, Reject> {
+        let t = SCHEMA.by_name(table).unwrap();
+        let m = map_header(t, &cows(header)).unwrap();
+        let mut out = Vec::new();
+        RowCaster::new(t, &m).write_row(7, &cows(row), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn accepted_rows_become_copy_text_in_table_order() {
+        let row = cast_row(
+            "dim_payer",
+            &["PayerName", "dimPayerPK"],
+            &["Blue\tCross\\", " 3 "],
+        )
+        .unwrap();
+        assert_eq!(row, "3\tBlue\\tCross\\\\");
+    }
+
+    #[test]
+    fn empty_values_are_null_but_an_empty_key_is_rejected() {
+        let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["3", "  "]).unwrap();
+        assert_eq!(row, "3\t\\N");
+        let r = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["", "x"]).unwrap_err();
+        assert_eq!(r.rule, "primary_key_null");
+        assert_eq!(r.column.as_deref(), Some("dimPayerPK"));
+        assert_eq!(r.line, 7);
+    }
+
+    #[test]
+    fn a_row_with_the_wrong_field_count_is_rejected() {
+        let r = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["3"]).unwrap_err();
+        assert_eq!(r.rule, "field_count");
+        assert_eq!(r.column, None);
+    }
+
+    #[test]
+    fn a_rejection_names_line_column_and_rule_without_the_value() {
+        let t = SCHEMA.by_name("dim_patient").unwrap();
+        let header: Vec<&str> = t.columns.iter().map(|c| c.source).collect();
+        let mut row = vec!["1", "0001", "A", "B", "", "F", "twenty", "X", "TX"];
+        let r = cast_row("dim_patient", &header, &row).unwrap_err();
+        assert_eq!(r.describe(), "line 7, PatientAge: is not an integer");
+        assert!(!r.reason.contains("twenty"));
+        row[6] = "40";
+        assert!(cast_row("dim_patient", &header, &row).is_ok());
+    }
+
+    #[test]
+    fn fact_rows_cast_money_and_dates() {
+        let t = SCHEMA.by_name("fact_table").unwrap();
+        let header: Vec<&str> = t.columns.iter().map(|c| c.source).collect();
+        let row = [
+            "1",
+            "2",
+            "3",
+            "20190105",
+            "1/4/2019",
+            "5",
+            "6",
+            "7",
+            "8",
+            "000123",
+            "9",
+            "1.5",
+            "$1,234.50",
+            "(100.00)",
+            "-$34.50",
+            "1,100.00",
+        ];
+        let out = cast_row("fact_table", &header, &row).unwrap();
+        assert_eq!(
+            out,
+            "1\t2\t3\t2019-01-05\t2019-01-04\t5\t6\t7\t8\t000123\t9\t1.50\t1234.50\t-100.00\t-34.50\t1100.00"
+        );
+    }
+
+    #[test]
+    fn a_value_longer_than_its_column_is_rejected_not_truncated() {
+        let long = "x".repeat(201);
+        let r = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["1", &long]).unwrap_err();
+        assert_eq!(r.rule, "varchar_length");
+    }
+
+    #[test]
+    fn reject_files_carry_position_rule_and_the_original_fields() {
+        let header = vec!["dimPayerPK".to_string(), "PayerName".to_string()];
+        let mut w = RejectWriter::new(Vec::new(), "dimPayer.csv", &header).unwrap();
+        let reject = Reject {
+            line: 3,
+            column: Some("dimPayerPK".into()),
+            rule: "integer",
+            reason: "is not an integer".into(),
+        };
+        w.write(&reject, &cows(&["x", "A, B"])).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "rejected_source,rejected_line,rejected_column,rejected_rule,rejected_reason,dimPayerPK,PayerName\n\
+             dimPayer.csv,3,dimPayerPK,integer,is not an integer,x,\"A, B\"\n"
+        );
+    }
+}

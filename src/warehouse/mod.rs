@@ -1,0 +1,219 @@
+//! Warehouse: the statements that create the star schema and ledger, stage a load, merge it into its table and
+//! record it — built only from the schema declaration, never from input — and the PostgreSQL loader.
+
+pub mod postgres;
+
+use crate::schema::{ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
+
+pub use postgres::Postgres;
+
+/// A piece of COPY text for one load: rows appended straight into the table (no line column), or rows for the
+/// staging table (with the line column). Once a load stages, it never appends again.
+#[derive(Debug)]
+pub enum CopyChunk {
+    Append(bytes::Bytes),
+    Stage(bytes::Bytes),
+}
+
+/// The name of the per-transaction staging table (a temporary table, dropped at commit or rollback).
+pub const STAGING: &str = "healthetl_staging";
+/// The column holding each staged row's source line, used to keep the last of duplicate keys.
+pub const LINE_COLUMN: &str = "_source_line";
+
+/// The fully qualified ledger table.
+pub fn ledger() -> String {
+    format!("{}.{}", quote_ident(ETL_SCHEMA), quote_ident("load_log"))
+}
+
+/// Statements that create schemas, tables and the ledger; each is idempotent.
+pub fn init_statements() -> Vec<String> {
+    let mut stmts = vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
+    ];
+    stmts.extend(SCHEMA.tables.iter().map(Table::create_sql));
+    stmts.push(format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    load_id BIGSERIAL PRIMARY KEY,
+    source VARCHAR(1024) NOT NULL,
+    object_identity VARCHAR(256) NOT NULL,
+    table_name VARCHAR(64) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_rejected BIGINT NOT NULL,
+    rows_duplicate BIGINT NOT NULL,
+    forced BOOLEAN NOT NULL,
+    encoding VARCHAR(16) NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL
+)",
+        ledger()
+    ));
+    stmts.push(format!(
+        "CREATE INDEX IF NOT EXISTS load_log_identity ON {} (object_identity, table_name)",
+        ledger()
+    ));
+    stmts
+}
+
+/// Create the staging table for one load: the target's columns and types, no keys, plus the source line.
+pub fn create_staging_sql(table: &Table) -> String {
+    format!(
+        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA;
+ALTER TABLE {} ADD COLUMN {} BIGINT",
+        quote_ident(STAGING),
+        table.qualified(),
+        quote_ident(STAGING),
+        quote_ident(LINE_COLUMN)
+    )
+}
+
+/// `COPY … FROM STDIN` into the staging table, text format.
+pub fn copy_sql(table: &Table) -> String {
+    format!(
+        "COPY {} ({}, {}) FROM STDIN",
+        quote_ident(STAGING),
+        table.column_list(),
+        quote_ident(LINE_COLUMN)
+    )
+}
+
+/// Serialize loads of one table: self-conflicting, but readers are not blocked.
+pub fn lock_sql(table: &Table) -> String {
+    format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        table.qualified()
+    )
+}
+
+/// `COPY … FROM STDIN` straight into the target (the append fast path: no staging, no merge).
+pub fn copy_direct_sql(table: &Table) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN",
+        table.qualified(),
+        table.column_list()
+    )
+}
+
+/// The largest key already in the table (NULL when empty), to decide whether a file can be appended directly.
+pub fn max_key_sql(table: &Table) -> String {
+    format!(
+        "SELECT max({}) FROM {}",
+        quote_ident(&table.primary_key().name),
+        table.qualified()
+    )
+}
+
+/// Whether a table's key allows the direct-append fast path (integer keys, compared to the table's maximum).
+pub fn supports_direct_append(table: &Table) -> bool {
+    table.primary_key().ty == ColumnType::BigInt
+}
+
+/// Delete the target rows the staged rows replace. Returns the count deleted, and of those the count with a key
+/// above `$1` (rows appended directly earlier in the same load; only for tables that support direct append).
+pub fn delete_replaced_sql(table: &Table) -> String {
+    let pk = quote_ident(&table.primary_key().name);
+    let appended = if supports_direct_append(table) {
+        "count(*) FILTER (WHERE k > $1)::BIGINT"
+    } else {
+        "0::BIGINT"
+    };
+    format!(
+        "WITH d AS (DELETE FROM {} t USING {} s WHERE t.{pk} = s.{pk} RETURNING t.{pk} AS k) \
+         SELECT count(*)::BIGINT, {appended} FROM d",
+        table.qualified(),
+        quote_ident(STAGING),
+    )
+}
+
+/// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key is kept; a
+/// staging segment whose keys strictly increase has no duplicates and skips the sort.
+pub fn insert_staged_sql(table: &Table, dedupe: bool) -> String {
+    let cols = table.column_list();
+    let pk = quote_ident(&table.primary_key().name);
+    let select = if dedupe {
+        format!(
+            "SELECT DISTINCT ON ({pk}) {cols} FROM {} ORDER BY {pk}, {} DESC",
+            quote_ident(STAGING),
+            quote_ident(LINE_COLUMN)
+        )
+    } else {
+        format!("SELECT {cols} FROM {}", quote_ident(STAGING))
+    };
+    format!("INSERT INTO {} ({cols}) {select}", table.qualified())
+}
+
+/// Whether an object with this identity has already been loaded into this table.
+pub fn ledger_lookup_sql() -> String {
+    format!(
+        "SELECT load_id FROM {} WHERE object_identity = $1 AND table_name = $2 AND status = 'loaded' LIMIT 1",
+        ledger()
+    )
+}
+
+/// Record a committed load.
+pub fn ledger_insert_sql() -> String {
+    format!(
+        "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
+         rows_duplicate, forced, encoding, started_at, finished_at) \
+         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, now(), clock_timestamp()) RETURNING load_id",
+        ledger()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payer() -> &'static Table {
+        SCHEMA.by_name("dim_payer").unwrap()
+    }
+
+    #[test]
+    fn insert_without_duplicates_skips_the_sort() {
+        assert_eq!(
+            insert_staged_sql(payer(), false),
+            "INSERT INTO \"health\".\"dim_payer\" (\"dim_payer_pk\", \"payer_name\") SELECT \"dim_payer_pk\", \
+             \"payer_name\" FROM \"healthetl_staging\""
+        );
+    }
+
+    #[test]
+    fn insert_with_duplicates_keeps_the_last_line() {
+        let sql = insert_staged_sql(payer(), true);
+        assert!(
+            sql.contains("SELECT DISTINCT ON (\"dim_payer_pk\")")
+                && sql.contains("ORDER BY \"dim_payer_pk\", \"_source_line\" DESC"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn replaced_rows_are_deleted_by_key() {
+        let sql = delete_replaced_sql(payer());
+        assert!(
+            sql.contains("DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_staging\" s WHERE t.\"dim_payer_pk\" = s.\"dim_payer_pk\""),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn copy_lists_the_table_columns_then_the_line() {
+        assert_eq!(
+            copy_sql(payer()),
+            "COPY \"healthetl_staging\" (\"dim_payer_pk\", \"payer_name\", \"_source_line\") FROM STDIN"
+        );
+    }
+
+    #[test]
+    fn init_creates_both_schemas_every_table_and_the_ledger() {
+        let all = init_statements().join(";\n");
+        assert!(all.contains("CREATE SCHEMA IF NOT EXISTS \"health\""));
+        assert!(all.contains("CREATE SCHEMA IF NOT EXISTS \"etl\""));
+        for t in &SCHEMA.tables {
+            assert!(all.contains(&t.qualified()), "{}", t.name);
+        }
+        assert!(all.contains("\"etl\".\"load_log\""));
+    }
+}

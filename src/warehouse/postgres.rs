@@ -1,0 +1,317 @@
+//! The PostgreSQL loader: one connection (re-established when broken), one transaction per object —
+//! lock, ledger check, staging table, COPY FROM STDIN, merge, ledger row, commit.
+
+use std::str::FromStr;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, Config, NoTls, Transaction};
+
+use super::{
+    CopyChunk, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql, init_statements,
+    insert_staged_sql, ledger_insert_sql, ledger_lookup_sql, lock_sql, max_key_sql,
+    supports_direct_append,
+};
+use crate::schema::Table;
+
+/// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
+/// errors, whose messages can quote row values (patient data): those carry the SQLSTATE only.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("invalid database URL: {0}")]
+    Config(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database error while {context}: {detail}")]
+    Db {
+        context: &'static str,
+        detail: String,
+    },
+}
+
+impl WarehouseError {
+    fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
+        move |e| WarehouseError::Db {
+            context,
+            detail: describe(&e),
+        }
+    }
+}
+
+/// Describe a driver error without row contents.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            if code.starts_with("22") || code.starts_with("23") {
+                format!("SQLSTATE {code} (details withheld: they may contain row values)")
+            } else {
+                format!("{} (SQLSTATE {code})", db.message())
+            }
+        }
+        None if e.is_closed() => "the connection was closed".to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// A PostgreSQL warehouse connection.
+pub struct Postgres {
+    config: Config,
+    client: Option<Client>,
+}
+
+impl Postgres {
+    /// Parse a `postgres://` URL or key=value string; connects lazily.
+    pub fn new(url: &str) -> Result<Self, WarehouseError> {
+        let mut config =
+            Config::from_str(url).map_err(|e| WarehouseError::Config(e.to_string()))?;
+        if config.get_application_name().is_none() {
+            config.application_name("healthetl");
+        }
+        Ok(Postgres {
+            config,
+            client: None,
+        })
+    }
+
+    /// The live client, connecting (again) if there is none or the last one broke.
+    pub async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| WarehouseError::Connect(describe(&e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %describe(&e), "database connection ended");
+                }
+            });
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| WarehouseError::Connect("no client".into()))
+    }
+
+    /// Create schemas, tables and the ledger. Idempotent, and safe to run concurrently.
+    pub async fn init(&mut self) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(WarehouseError::db("starting init"))?;
+        tx.execute("SELECT pg_advisory_xact_lock(7243911)", &[])
+            .await
+            .map_err(WarehouseError::db("waiting for other inits"))?;
+        for stmt in init_statements() {
+            tx.batch_execute(&stmt)
+                .await
+                .map_err(WarehouseError::db("creating the schema"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(WarehouseError::db("committing init"))
+    }
+
+    /// Start loading one object into `table`: lock the table against other loads, then check the ledger.
+    /// Returns `None` when this identity is already loaded and `force` is off (nothing was changed).
+    pub async fn begin_load<'a>(
+        &'a mut self,
+        table: &'a Table,
+        identity: &str,
+        force: bool,
+    ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
+        let client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(WarehouseError::db("starting the load transaction"))?;
+        tx.batch_execute(&lock_sql(table))
+            .await
+            .map_err(WarehouseError::db("locking the table"))?;
+        if !force {
+            let seen = tx
+                .query_opt(&ledger_lookup_sql(), &[&identity, &table.name])
+                .await
+                .map_err(WarehouseError::db("reading the ledger"))?;
+            if seen.is_some() {
+                return Ok(None);
+            }
+        }
+        let append_above = if supports_direct_append(table) {
+            let row = tx
+                .query_one(&max_key_sql(table), &[])
+                .await
+                .map_err(WarehouseError::db("reading the table's largest key"))?;
+            Some(row.get::<_, Option<i64>>(0).unwrap_or(i64::MIN))
+        } else {
+            None
+        };
+        Ok(Some(PgLoad {
+            tx,
+            table,
+            append_above,
+            appended: 0,
+            staged: 0,
+            staging: false,
+        }))
+    }
+}
+
+/// What a committed load recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    pub load_id: i64,
+    /// Distinct keys of the object now in the table.
+    pub rows_loaded: u64,
+    /// Accepted rows replaced by a later row of the same object.
+    pub rows_duplicate: u64,
+}
+
+/// The ledger facts of one load.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry<'a> {
+    pub source: &'a str,
+    pub identity: &'a str,
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub forced: bool,
+    pub encoding: &'a str,
+}
+
+/// One object's open load transaction. Dropping it without [`PgLoad::commit`] rolls everything back.
+pub struct PgLoad<'a> {
+    tx: Transaction<'a>,
+    table: &'a Table,
+    /// Rows whose keys are above this (and strictly increasing) may be appended straight into the table.
+    pub append_above: Option<i64>,
+    appended: u64,
+    staged: u64,
+    staging: bool,
+}
+
+type Sink = std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>;
+
+impl PgLoad<'_> {
+    /// Stream COPY chunks until the sender closes: appended chunks straight into the table, staged chunks into the
+    /// staging table (created at the first one; appending never resumes after it).
+    pub async fn copy(
+        &mut self,
+        mut chunks: mpsc::Receiver<CopyChunk>,
+    ) -> Result<(), WarehouseError> {
+        let mut append: Option<Sink> = None;
+        let mut stage: Option<Sink> = None;
+        while let Some(chunk) = chunks.recv().await {
+            match chunk {
+                CopyChunk::Append(bytes) => {
+                    if append.is_none() {
+                        let sink = self
+                            .tx
+                            .copy_in(&copy_direct_sql(self.table))
+                            .await
+                            .map_err(WarehouseError::db("starting COPY"))?;
+                        append = Some(Box::pin(sink));
+                    }
+                    if let Some(sink) = append.as_mut() {
+                        sink.feed(bytes)
+                            .await
+                            .map_err(WarehouseError::db("streaming COPY data"))?;
+                    }
+                }
+                CopyChunk::Stage(bytes) => {
+                    if stage.is_none() {
+                        if let Some(sink) = append.take() {
+                            self.appended += finish(sink).await?;
+                        }
+                        self.tx
+                            .batch_execute(&create_staging_sql(self.table))
+                            .await
+                            .map_err(WarehouseError::db("creating the staging table"))?;
+                        self.staging = true;
+                        let sink = self
+                            .tx
+                            .copy_in(&copy_sql(self.table))
+                            .await
+                            .map_err(WarehouseError::db("starting COPY"))?;
+                        stage = Some(Box::pin(sink));
+                    }
+                    if let Some(sink) = stage.as_mut() {
+                        sink.feed(bytes)
+                            .await
+                            .map_err(WarehouseError::db("streaming COPY data"))?;
+                    }
+                }
+            }
+        }
+        if let Some(sink) = append {
+            self.appended += finish(sink).await?;
+        }
+        if let Some(sink) = stage {
+            self.staged += finish(sink).await?;
+        }
+        Ok(())
+    }
+
+    /// Replace the rows the staged rows supersede, insert them, write the ledger row and commit.
+    pub async fn commit(
+        self,
+        dedupe: bool,
+        entry: LedgerEntry<'_>,
+    ) -> Result<Committed, WarehouseError> {
+        let mut rows_loaded = self.appended;
+        if self.staging {
+            let above = self.append_above.unwrap_or(i64::MAX);
+            let delete = delete_replaced_sql(self.table);
+            let deleted = if supports_direct_append(self.table) {
+                self.tx.query_one(&delete, &[&above]).await
+            } else {
+                self.tx.query_one(&delete, &[]).await
+            }
+            .map_err(WarehouseError::db("replacing rows"))?;
+            let replaced_appended: i64 = deleted.get(1);
+            let inserted = self
+                .tx
+                .execute(&insert_staged_sql(self.table, dedupe), &[])
+                .await
+                .map_err(WarehouseError::db("inserting rows"))?;
+            rows_loaded = rows_loaded + inserted - replaced_appended as u64;
+        }
+        let rows_duplicate = (self.appended + self.staged).saturating_sub(rows_loaded);
+        let row = self
+            .tx
+            .query_one(
+                &ledger_insert_sql(),
+                &[
+                    &entry.source,
+                    &entry.identity,
+                    &self.table.name,
+                    &(entry.rows_read as i64),
+                    &(rows_loaded as i64),
+                    &(entry.rows_rejected as i64),
+                    &(rows_duplicate as i64),
+                    &entry.forced,
+                    &entry.encoding,
+                ],
+            )
+            .await
+            .map_err(WarehouseError::db("writing the ledger"))?;
+        self.tx
+            .commit()
+            .await
+            .map_err(WarehouseError::db("committing"))?;
+        Ok(Committed {
+            load_id: row.get(0),
+            rows_loaded,
+            rows_duplicate,
+        })
+    }
+}
+
+async fn finish(mut sink: Sink) -> Result<u64, WarehouseError> {
+    sink.as_mut()
+        .finish()
+        .await
+        .map_err(WarehouseError::db("finishing COPY"))
+}
