@@ -218,12 +218,12 @@ async fn load_routed(
     {
         Ok(Some(load)) => load,
         Ok(None) => {
-            drop(chunk_rx);
+            drop((mode_tx, chunk_rx));
             let _ = worker.await;
             return report.end(Status::Skipped, None, started);
         }
         Err(e) => {
-            drop(chunk_rx);
+            drop((mode_tx, chunk_rx));
             let _ = worker.await;
             return report.end(Status::Failed, Some(e.to_string()), started);
         }
