@@ -269,10 +269,7 @@ async fn load_routed(
         );
         return report.end(Status::Refused, Some(msg), started);
     }
-    let encoding = match outcome.encoding {
-        TextEncoding::Utf8 => "utf-8",
-        TextEncoding::Windows1252 => "windows-1252",
-    };
+    let encoding = outcome.encoding.label();
     let entry = LedgerEntry {
         source: &report.source,
         identity: &object.identity,

@@ -11,10 +11,21 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The text encoding a file turned out to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum TextEncoding {
+    #[serde(rename = "utf-8")]
     Utf8,
+    #[serde(rename = "windows-1252")]
     Windows1252,
+}
+
+impl TextEncoding {
+    /// The encoding's label, as in reports and the ledger.
+    pub fn label(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Windows1252 => "windows-1252",
+        }
+    }
 }
 
 /// One CSV record: the line it starts on and its decoded fields.
