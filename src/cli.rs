@@ -19,6 +19,14 @@ pub enum CliError {
     NoDatabase,
     #[error(transparent)]
     Warehouse(#[from] crate::warehouse::postgres::WarehouseError),
+    #[error(transparent)]
+    Startup(#[from] crate::handler::StartupError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -135,7 +143,7 @@ pub async fn load(
         let out = serde_json::json!({ "objects": reports, "totals": totals(&reports) });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        print!("{}", summary_text(&files, &reports));
+        print!("{}", summary_text(&reports));
     }
     let ok = reports
         .iter()
@@ -186,18 +194,15 @@ pub fn totals(reports: &[LoadReport]) -> serde_json::Value {
 }
 
 /// The human-readable summary: one line per object, then rejections and errors, then totals.
-pub fn summary_text(files: &[PathBuf], reports: &[LoadReport]) -> String {
+pub fn summary_text(reports: &[LoadReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<34} {:<20} {:<8} {:>10} {:>9} {:>6} {:>8}",
         "file", "table", "status", "loaded", "rejected", "dups", "ms"
     );
-    for (file, r) in files.iter().zip(reports) {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    for r in reports {
+        let name = crate::route::file_name(&r.source);
         let status = serde_json::to_value(r.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -239,6 +244,80 @@ pub fn summary_text(files: &[PathBuf], reports: &[LoadReport]) -> String {
         t["rows_rejected"]
     );
     out
+}
+
+/// The Lambda: build the handler once per cold start, then serve events until the runtime stops us.
+pub async fn lambda() -> ExitCode {
+    let handler = match crate::handler::Handler::from_env().await {
+        Ok(h) => std::sync::Arc::new(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cold start failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let handler = handler.clone();
+            async move {
+                handler
+                    .handle_event(&event.payload, &event.context.request_id)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        },
+    );
+    match lambda_runtime::run(service).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `healthetl worker`: the same handler as the Lambda, fed from an SQS queue.
+pub async fn worker(
+    url: Option<String>,
+    options: &crate::worker::WorkerOptions,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let config = crate::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => url.clone().or_else(|| std::env::var(k).ok()),
+        _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
+    })?;
+    let handler = crate::handler::Handler::from_config(config)
+        .await?
+        .with_metrics(false);
+    let sdk = crate::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let reports = crate::worker::run(&handler, &sqs, options).await?;
+    if json {
+        let out = serde_json::json!({ "objects": reports, "totals": totals(&reports) });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", summary_text(&reports));
+    }
+    let ok = reports
+        .iter()
+        .all(|r| matches!(r.status, Status::Loaded | Status::Skipped));
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `healthetl ingest`: upload a folder or a Kaggle dataset to the bucket.
+pub async fn ingest(
+    source: &str,
+    kaggle_api: &str,
+    options: &crate::ingest::IngestOptions,
+) -> Result<ExitCode, CliError> {
+    let source = crate::ingest::IngestSource::from_arg(source, kaggle_api)?;
+    let s3 = crate::aws::s3_client().await;
+    let summary = crate::ingest::ingest(&s3, source, options).await?;
+    print!("{summary}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `healthetl generate`.

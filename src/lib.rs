@@ -4,11 +4,17 @@
 //! decoded) → [`transform`] (validated and cast rows) → [`warehouse`] (staging, COPY, merge, ledger), wired for
 //! one object by [`pipeline`].
 
+pub mod aws;
 pub mod cli;
+pub mod config;
+pub mod event;
 pub mod generate;
+pub mod handler;
+pub mod ingest;
 pub mod pipeline;
 pub mod route;
 pub mod schema;
 pub mod source;
 pub mod transform;
 pub mod warehouse;
+pub mod worker;

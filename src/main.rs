@@ -57,10 +57,49 @@ enum Command {
     },
     /// Print the star schema as Markdown (the README's table reference).
     Schema,
+    /// Upload table files to S3, from a file or folder or a Kaggle dataset (multipart for large files).
+    Ingest {
+        /// A file or folder (searched recursively), or kaggle:owner/name (credentials from KAGGLE_USERNAME and
+        /// KAGGLE_KEY, else kaggle.json).
+        source: String,
+        /// Destination bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix; the pipeline's S3 trigger listens on incoming/.
+        #[arg(long, default_value = healthetl::ingest::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Requests (whole files or parts) in flight at once.
+        #[arg(long, default_value_t = healthetl::ingest::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Files of at least this many MiB go multipart, in parts of this size (S3's minimum is 5).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(5..))]
+        part_size_mb: u64,
+        /// Kaggle API root (a local fake in tests).
+        #[arg(long, default_value = healthetl::ingest::DEFAULT_KAGGLE_API, hide = true)]
+        kaggle_api: String,
+    },
+    /// Long-poll an SQS queue of S3 event notifications and load each object, exactly as the Lambda does.
+    Worker {
+        /// The queue's URL.
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+        /// Long-poll wait per receive, in seconds (0-20).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
+        wait_seconds: i32,
+        /// Exit after this many seconds without messages, printing the summary (default: run until stopped).
+        #[arg(long)]
+        exit_when_idle: Option<u64>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // Started by the Lambda runtime (bootstrap, no arguments): serve events instead of parsing a command line.
+    let lambda =
+        std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1;
+    let args = if lambda { None } else { Some(Args::parse()) };
     cli::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,6 +111,9 @@ fn main() -> ExitCode {
             eprintln!("healthetl: cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
+    };
+    let Some(args) = args else {
+        return runtime.block_on(cli::lambda());
     };
     let url = args.database_url;
     let result = runtime.block_on(async move {
@@ -98,6 +140,36 @@ fn main() -> ExitCode {
                 seed,
                 plain,
             } => cli::generate(rows, out, seed, plain),
+            Command::Worker {
+                queue_url,
+                wait_seconds,
+                exit_when_idle,
+                json,
+            } => {
+                let options = healthetl::worker::WorkerOptions {
+                    queue_url,
+                    wait_seconds,
+                    exit_when_idle: exit_when_idle.map(std::time::Duration::from_secs),
+                };
+                cli::worker(url, &options, json).await
+            }
+            Command::Ingest {
+                source,
+                bucket,
+                prefix,
+                concurrency,
+                part_size_mb,
+                kaggle_api,
+            } => {
+                let options = healthetl::ingest::IngestOptions {
+                    bucket,
+                    prefix,
+                    concurrency,
+                    part_size: part_size_mb.saturating_mul(healthetl::ingest::MIB),
+                    progress: std::io::stderr().is_terminal(),
+                };
+                cli::ingest(&source, &kaggle_api, &options).await
+            }
             Command::Schema => {
                 print!("{}", healthetl::schema::SCHEMA.markdown());
                 Ok(ExitCode::SUCCESS)

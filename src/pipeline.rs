@@ -99,7 +99,13 @@ impl LoadReport {
 
     /// A report for an object that could not even be opened.
     pub fn failed(source: &str, error: String) -> Self {
+        LoadReport::not_loaded(source, Status::Failed, error)
+    }
+
+    /// A report for an object that ended before the pipeline ran (unreadable, gone, refused by name).
+    pub fn not_loaded(source: &str, status: Status, error: String) -> Self {
         LoadReport {
+            status,
             error: Some(error),
             ..LoadReport::new(source)
         }
@@ -164,7 +170,7 @@ pub async fn load_object(
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
     };
-    tracing::info!(
+    tracing::debug!(
         source = %report.source,
         table = report.table.as_deref().unwrap_or(""),
         status = ?report.status,

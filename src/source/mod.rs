@@ -2,6 +2,7 @@
 //! CSV records. Everything here streams: memory does not depend on the object's size.
 
 pub mod records;
+pub mod s3;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

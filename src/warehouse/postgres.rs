@@ -1,18 +1,22 @@
 //! The PostgreSQL loader: one connection (re-established when broken), one transaction per object —
 //! lock, ledger check, staging table, COPY FROM STDIN, merge, ledger row, commit.
 
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, NoTls, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     CopyChunk, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql, init_statements,
     insert_staged_sql, ledger_insert_sql, ledger_lookup_sql, lock_sql, max_key_sql,
     supports_direct_append,
 };
+use crate::config::SslMode;
 use crate::schema::Table;
 
 /// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
@@ -55,39 +59,58 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A PostgreSQL warehouse connection.
+/// A PostgreSQL (or Redshift) warehouse connection, re-established when broken.
 pub struct Postgres {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     client: Option<Client>,
 }
 
 impl Postgres {
-    /// Parse a `postgres://` URL or key=value string; connects lazily.
+    /// Parse a `postgres://` URL or key=value string; plain TCP; connects lazily.
     pub fn new(url: &str) -> Result<Self, WarehouseError> {
-        let mut config =
-            Config::from_str(url).map_err(|e| WarehouseError::Config(e.to_string()))?;
+        let config = Config::from_str(url).map_err(|e| WarehouseError::Config(e.to_string()))?;
+        Ok(Postgres::with_config(config, None))
+    }
+
+    /// A connection from driver settings, over TLS when a connector is given (see [`tls_connector`]).
+    pub fn with_config(mut config: Config, tls: Option<MakeRustlsConnect>) -> Self {
         if config.get_application_name().is_none() {
             config.application_name("healthetl");
         }
-        Ok(Postgres {
+        if tls.is_some() {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
+        Postgres {
             config,
+            tls,
             client: None,
-        })
+        }
     }
 
     /// The live client, connecting (again) if there is none or the last one broke.
     pub async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self
-                .config
-                .connect(NoTls)
-                .await
-                .map_err(|e| WarehouseError::Connect(describe(&e)))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %describe(&e), "database connection ended");
+            let client = match &self.tls {
+                None => {
+                    let (client, connection) = self
+                        .config
+                        .connect(NoTls)
+                        .await
+                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
+                    tokio::spawn(watch(connection));
+                    client
                 }
-            });
+                Some(tls) => {
+                    let (client, connection) = self
+                        .config
+                        .connect(tls.clone())
+                        .await
+                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
+                    tokio::spawn(watch(connection));
+                    client
+                }
+            };
             self.client = Some(client);
         }
         self.client
@@ -157,6 +180,101 @@ impl Postgres {
             staged: 0,
             staging: false,
         }))
+    }
+}
+
+async fn watch<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %describe(&e), "database connection ended");
+    }
+}
+
+/// A rustls connector for an SSL mode: `None` for disable; `require` encrypts without verifying the server;
+/// `verify-full` checks the chain against the public roots plus an optional PEM bundle (the RDS/Redshift CAs)
+/// and the host name.
+pub fn tls_connector(
+    mode: &SslMode,
+    ca_bundle: Option<&Path>,
+) -> Result<Option<MakeRustlsConnect>, WarehouseError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WarehouseError::Config(format!("TLS: {e}")))?;
+    let config = match mode {
+        SslMode::Disable => return Ok(None),
+        SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        SslMode::VerifyFull => {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Some(path) = ca_bundle {
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
+                for cert in CertificateDer::pem_file_iter(path).map_err(|e| {
+                    WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
+                })? {
+                    let cert = cert.map_err(|e| {
+                        WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// `sslmode=require`: the channel is encrypted, the certificate is not checked (as libpq does).
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

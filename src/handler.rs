@@ -1,0 +1,466 @@
+//! The event handler shared by the Lambda and the local SQS worker: every event shape becomes the same calls —
+//! open the object from S3, run the pipeline, quarantine what was refused or rejected, log one JSON line and emit
+//! metrics per object. Clients and the warehouse connection are created once and reused while warm.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError, Database};
+use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
+use crate::pipeline::{LoadOptions, LoadReport, Status, load_object};
+use crate::route::route;
+use crate::source::s3::{self, S3SourceError};
+use crate::warehouse::Postgres;
+use crate::warehouse::postgres::{WarehouseError, tls_connector};
+
+/// Why the handler could not start (cold start).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("cannot read the database secret {arn}: {reason}")]
+    Secret { arn: String, reason: String },
+}
+
+/// Why an invocation as a whole failed (the runtime retries or dead-letters it).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("{failed} of {total} messages failed; see the log lines of this request")]
+    Failed { failed: usize, total: usize },
+}
+
+/// What happened to one message (one SQS message, one S3 record, one EventBridge event).
+#[derive(Debug)]
+pub struct MessageOutcome {
+    pub message_id: Option<String>,
+    /// False when the message should be retried (unreadable, or an object failed).
+    pub ok: bool,
+    pub reports: Vec<LoadReport>,
+}
+
+struct Warehouse {
+    postgres: Postgres,
+    ready: bool,
+}
+
+/// The handler: configuration, S3 client and warehouse connection, shared across invocations.
+pub struct Handler {
+    s3: aws_sdk_s3::Client,
+    warehouse: tokio::sync::Mutex<Warehouse>,
+    config: Config,
+    work_dir: PathBuf,
+    metrics: bool,
+}
+
+/// The standard RDS/Redshift secret JSON (only the fields used).
+#[derive(serde::Deserialize)]
+struct DbSecret {
+    username: Option<String>,
+    password: String,
+    host: Option<String>,
+    port: Option<Value>,
+    dbname: Option<String>,
+}
+
+impl Handler {
+    /// Read the configuration and build the clients (once per cold start).
+    pub async fn from_env() -> Result<Handler, StartupError> {
+        Handler::from_config(Config::from_env()?).await
+    }
+
+    /// Build the clients for a configuration.
+    pub async fn from_config(config: Config) -> Result<Handler, StartupError> {
+        let sdk = crate::aws::sdk_config().await;
+        let postgres = warehouse_from(&config, &sdk).await?;
+        Ok(Handler::new(
+            crate::aws::s3_client_from(&sdk),
+            postgres,
+            config,
+        ))
+    }
+
+    pub fn new(s3: aws_sdk_s3::Client, postgres: Postgres, config: Config) -> Handler {
+        Handler {
+            s3,
+            warehouse: tokio::sync::Mutex::new(Warehouse {
+                postgres,
+                ready: false,
+            }),
+            config,
+            work_dir: std::env::temp_dir().join("healthetl-rejects"),
+            metrics: true,
+        }
+    }
+
+    /// Whether Embedded Metric Format records are written to stdout (on in Lambda; the worker turns it off so its
+    /// summary stays readable).
+    pub fn with_metrics(mut self, on: bool) -> Handler {
+        self.metrics = on;
+        self
+    }
+
+    /// One Lambda invocation: SQS batches answer with the failed message ids (partial batch response); direct S3
+    /// and EventBridge invocations fail as a whole when any object failed, so the runtime retries them.
+    pub async fn handle_event(
+        &self,
+        event: &Value,
+        request_id: &str,
+    ) -> Result<Value, HandlerError> {
+        let incoming = parse_event(event)?;
+        let outcomes = self.handle_incoming(&incoming, request_id).await;
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.ok)
+            .filter_map(|o| o.message_id.clone())
+            .collect();
+        if incoming.shape == Shape::Sqs {
+            let response = batch_response(&incoming, &failed);
+            return Ok(serde_json::to_value(response).unwrap_or_else(|_| json!({})));
+        }
+        let failures = outcomes.iter().filter(|o| !o.ok).count();
+        if failures > 0 {
+            return Err(HandlerError::Failed {
+                failed: failures,
+                total: outcomes.len(),
+            });
+        }
+        Ok(json!({ "objects": outcomes.iter().map(|o| o.reports.len()).sum::<usize>() }))
+    }
+
+    /// Process every message of a parsed event, in order.
+    pub async fn handle_incoming(
+        &self,
+        incoming: &Incoming,
+        request_id: &str,
+    ) -> Vec<MessageOutcome> {
+        let mut outcomes = Vec::with_capacity(incoming.messages.len());
+        for message in &incoming.messages {
+            let mut outcome = MessageOutcome {
+                message_id: message.message_id.clone(),
+                ok: true,
+                reports: Vec::new(),
+            };
+            match &message.items {
+                Err(e) => {
+                    tracing::error!(request_id, message_id = ?message.message_id, error = %e, "unreadable message");
+                    outcome.ok = false;
+                }
+                Ok(items) => {
+                    for item in items {
+                        match item {
+                            Item::Ignored { reason } => {
+                                tracing::info!(request_id, reason = %reason, "event ignored");
+                            }
+                            Item::Load(object) => {
+                                if let Some(report) = self.process(object, request_id).await {
+                                    outcome.ok &= report.status != Status::Failed;
+                                    outcome.reports.push(report);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Load one object and deal with its outcome. `None` when the object is one of our own outputs.
+    async fn process(&self, object: &ObjectRef, request_id: &str) -> Option<LoadReport> {
+        if self.is_own_output(&object.key) {
+            tracing::info!(request_id, bucket = %object.bucket, key = %object.key, "own output ignored");
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let uri = format!("s3://{}/{}", object.bucket, object.key);
+        let mut report = match route(&object.key) {
+            Err(e) => LoadReport::not_loaded(&uri, Status::Refused, e.to_string()),
+            Ok(_) => match s3::open(&self.s3, object).await {
+                Err(e @ S3SourceError::Gone { .. }) => {
+                    LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
+                }
+                Err(e) => LoadReport::failed(&uri, e.to_string()),
+                Ok(opened) => self.load(opened).await,
+            },
+        };
+        if let Err(e) = self.quarantine(object, &report, request_id).await {
+            report.status = Status::Failed;
+            report.error = Some(format!("quarantine failed: {e}"));
+        }
+        if let Some(path) = report.rejects_file.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        log_and_measure(&report, object, request_id, self.metrics);
+        Some(report)
+    }
+
+    async fn load(&self, object: crate::source::Object) -> LoadReport {
+        let options = LoadOptions {
+            force: false,
+            reject_threshold: self.config.reject_threshold,
+            rejects_dir: self.work_dir.clone(),
+        };
+        let mut warehouse = self.warehouse.lock().await;
+        if !warehouse.ready {
+            if let Err(e) = warehouse.postgres.init().await {
+                return LoadReport::failed(&object.uri, e.to_string());
+            }
+            warehouse.ready = true;
+        }
+        load_object(&mut warehouse.postgres, object, &options, None).await
+    }
+
+    fn is_own_output(&self, key: &str) -> bool {
+        [&self.config.quarantine_prefix, &self.config.staging_prefix]
+            .iter()
+            .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+    }
+
+    /// Refused objects get a JSON report under the quarantine prefix; rejected rows of any object go there as CSV
+    /// beside their report. Row contents go only into that CSV, never into logs.
+    async fn quarantine(
+        &self,
+        object: &ObjectRef,
+        report: &LoadReport,
+        request_id: &str,
+    ) -> Result<(), String> {
+        let refused = report.status == Status::Refused;
+        if !refused && report.rejects_file.is_none() {
+            return Ok(());
+        }
+        let base = format!("{}{}", self.config.quarantine_prefix, object.key);
+        let rejects_key = format!("{base}.rejects.csv");
+        if let Some(path) = &report.rejects_file {
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            self.put(&object.bucket, &rejects_key, body, "text/csv")
+                .await?;
+        }
+        let document = json!({
+            "source": report.source,
+            "request_id": request_id,
+            "table": report.table,
+            "status": report.status,
+            "reason": report.error,
+            "rows_read": report.rows_read,
+            "rows_loaded": report.rows_loaded,
+            "rows_rejected": report.rows_rejected,
+            "rejects": report.rejects,
+            "rejected_rows": report.rejects_file.as_ref().map(|_| format!("s3://{}/{rejects_key}", object.bucket)),
+        });
+        let body = serde_json::to_vec_pretty(&document).map_err(|e| e.to_string())?;
+        self.put(
+            &object.bucket,
+            &format!("{base}.report.json"),
+            ByteStream::from(body),
+            "application/json",
+        )
+        .await
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+    ) -> Result<(), String> {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })
+    }
+}
+
+/// One JSON log line per object (never row contents) and one Embedded Metric Format record for CloudWatch.
+fn log_and_measure(report: &LoadReport, object: &ObjectRef, request_id: &str, metrics: bool) {
+    let table = report.table.as_deref().unwrap_or("unknown");
+    let status = serde_json::to_value(report.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if report.status == Status::Failed {
+        tracing::error!(request_id, bucket = %object.bucket, key = %object.key, table, status = %status,
+            rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
+            duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
+    } else {
+        tracing::info!(request_id, bucket = %object.bucket, key = %object.key, table, status = %status,
+            rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
+            duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
+    }
+    if !metrics {
+        return;
+    }
+    let line = emf_record(report, table, now_millis());
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A CloudWatch Embedded Metric Format record: namespace `healthetl`, dimension sets `[Table]` and none.
+pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "healthetl",
+                "Dimensions": [["Table"], []],
+                "Metrics": [
+                    {"Name": "RowsLoaded", "Unit": "Count"},
+                    {"Name": "RowsRejected", "Unit": "Count"},
+                    {"Name": "ObjectsRefused", "Unit": "Count"},
+                    {"Name": "LoadDurationMs", "Unit": "Milliseconds"}
+                ]
+            }]
+        },
+        "Table": table,
+        "RowsLoaded": report.rows_loaded,
+        "RowsRejected": report.rows_rejected,
+        "ObjectsRefused": u8::from(report.status == Status::Refused),
+        "LoadDurationMs": report.duration_ms,
+    })
+}
+
+/// The warehouse connection from the configuration: a URL, or settings plus the Secrets Manager password.
+pub async fn warehouse_from(config: &Config, sdk: &SdkConfig) -> Result<Postgres, StartupError> {
+    let tls = tls_connector(&config.ssl_mode, config.ca_bundle.as_deref())?;
+    let pg = match &config.database {
+        Database::Url(url) => tokio_postgres::Config::from_str(url)
+            .map_err(|e| WarehouseError::Config(e.to_string()))?,
+        Database::Parts {
+            host,
+            port,
+            dbname,
+            user,
+            secret_arn,
+        } => {
+            let secret = read_secret(sdk, secret_arn).await?;
+            let mut pg = tokio_postgres::Config::new();
+            let host = host
+                .clone()
+                .or(secret.host)
+                .ok_or_else(|| missing(secret_arn, "host"))?;
+            let user = user
+                .clone()
+                .or(secret.username)
+                .ok_or_else(|| missing(secret_arn, "username"))?;
+            let port = port
+                .or_else(|| secret.port.as_ref().and_then(port_of))
+                .unwrap_or(5432);
+            pg.host(&host)
+                .port(port)
+                .user(&user)
+                .password(secret.password);
+            if let Some(db) = dbname.clone().or(secret.dbname) {
+                pg.dbname(&db);
+            }
+            pg
+        }
+    };
+    Ok(Postgres::with_config(pg, tls))
+}
+
+fn missing(arn: &str, field: &str) -> StartupError {
+    StartupError::Secret {
+        arn: arn.to_string(),
+        reason: format!("no {field} in the environment or the secret"),
+    }
+}
+
+fn port_of(v: &Value) -> Option<u16> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+async fn read_secret(sdk: &SdkConfig, arn: &str) -> Result<DbSecret, StartupError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| StartupError::Secret {
+            arn: arn.to_string(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    let text = out.secret_string().ok_or_else(|| StartupError::Secret {
+        arn: arn.to_string(),
+        reason: "the secret has no string value".into(),
+    })?;
+    // The parser's message could quote part of the secret: report only that the shape is wrong.
+    serde_json::from_str(text).map_err(|_| StartupError::Secret {
+        arn: arn.to_string(),
+        reason:
+            "not the standard JSON {\"username\", \"password\", \"host\", \"port\", \"dbname\"}"
+                .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_follow_the_embedded_metric_format() {
+        let mut report = LoadReport::not_loaded("s3://b/notes.csv", Status::Refused, "x".into());
+        report.duration_ms = 12;
+        let v = emf_record(&report, "unknown", 1_700_000_000_000);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "healthetl");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Table"], []])
+        );
+        assert_eq!(v["ObjectsRefused"], 1);
+        assert_eq!(v["LoadDurationMs"], 12);
+        assert_eq!(v["Table"], "unknown");
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in names {
+            assert!(v.get(name).is_some(), "{name} has a value");
+        }
+    }
+
+    #[test]
+    fn secret_ports_may_be_numbers_or_strings() {
+        assert_eq!(port_of(&json!(5439)), Some(5439));
+        assert_eq!(port_of(&json!("5432")), Some(5432));
+        assert_eq!(port_of(&json!("x")), None);
+    }
+}
