@@ -242,10 +242,7 @@ impl Handler {
         let base = format!("{}{}", self.config.quarantine_prefix, object.key);
         let rejects_key = format!("{base}.rejects.csv");
         if let Some(path) = &report.rejects_file {
-            let body = ByteStream::from_path(path)
-                .await
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            self.put(&object.bucket, &rejects_key, body, "text/csv")
+            self.put(&object.bucket, &rejects_key, Upload::File(path), "text/csv")
                 .await?;
         }
         let document = json!({
@@ -264,35 +261,61 @@ impl Handler {
         self.put(
             &object.bucket,
             &format!("{base}.report.json"),
-            ByteStream::from(body),
+            Upload::Bytes(&body),
             "application/json",
         )
         .await
     }
 
+    /// Upload with a few retries: after a committed load the rejected rows exist only here, and a redelivered
+    /// message would be skipped by the ledger.
     async fn put(
         &self,
         bucket: &str,
         key: &str,
-        body: ByteStream,
+        body: Upload<'_>,
         content_type: &str,
     ) -> Result<(), String> {
-        self.s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "s3://{bucket}/{key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&e)
-                )
-            })
+        let mut delay = std::time::Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let stream = match &body {
+                Upload::File(path) => ByteStream::from_path(path)
+                    .await
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?,
+                Upload::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+            };
+            let sent = self
+                .s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(stream)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt >= 4 => {
+                    return Err(format!(
+                        "s3://{bucket}/{key}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    ));
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+            }
+        }
     }
+}
+
+/// What to upload: a file (re-read on each attempt) or bytes.
+enum Upload<'a> {
+    File(&'a std::path::Path),
+    Bytes(&'a [u8]),
 }
 
 /// One JSON log line per object (never row contents) and one Embedded Metric Format record for CloudWatch.

@@ -342,7 +342,16 @@ pub fn rejects_file_name(name: &str, identity: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .take(12)
         .collect();
-    format!("{}.{short}.rejects.csv", &name[..stem_len])
+    // File names are limited to 255 bytes; S3 keys are not.
+    let mut stem = &name[..stem_len];
+    if stem.len() > 120 {
+        let mut cut = 120;
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stem = &stem[..cut];
+    }
+    format!("{stem}.{short}.rejects.csv")
 }
 
 /// The parsing side's connections to the loader.
@@ -543,5 +552,7 @@ mod tests {
             rejects_file_name("FactTable_2024.csv", "etag:\"abc-1\""),
             "FactTable_2024.abc1.rejects.csv"
         );
+        let long = format!("dimLocation_{}.csv", "é".repeat(500));
+        assert!(rejects_file_name(&long, "sha256:00").len() < 255);
     }
 }

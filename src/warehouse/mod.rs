@@ -35,7 +35,7 @@ pub fn init_statements() -> Vec<String> {
     stmts.push(format!(
         "CREATE TABLE IF NOT EXISTS {} (
     load_id BIGSERIAL PRIMARY KEY,
-    source VARCHAR(1024) NOT NULL,
+    source VARCHAR(2048) NOT NULL,
     object_identity VARCHAR(256) NOT NULL,
     table_name VARCHAR(64) NOT NULL,
     status VARCHAR(16) NOT NULL,
