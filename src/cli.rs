@@ -27,6 +27,10 @@ pub enum CliError {
     Worker(#[from] crate::worker::WorkerError),
     #[error(transparent)]
     Ingest(#[from] crate::ingest::IngestError),
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::DashboardError),
+    #[error(transparent)]
+    Filter(#[from] crate::dashboard::FilterError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,8 +72,9 @@ async fn connect(url: Option<&str>) -> Result<Postgres, CliError> {
 pub async fn init(url: Option<&str>) -> Result<ExitCode, CliError> {
     connect(url).await?;
     println!(
-        "warehouse ready: schemas health and etl, {} tables, ledger etl.load_log",
-        crate::schema::SCHEMA.tables.len()
+        "warehouse ready: schemas health and etl, {} tables, ledger etl.load_log, {} reporting views",
+        crate::schema::SCHEMA.tables.len(),
+        crate::reporting::views().len()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -317,6 +322,53 @@ pub async fn ingest(
     let s3 = crate::aws::s3_client().await;
     let summary = crate::ingest::ingest(&s3, source, options).await?;
     print!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `healthetl dashboard`: serve the dashboard on `bind:port` (port 0 picks a free one) until stopped. The first line
+/// printed is the dashboard's URL.
+pub async fn dashboard(
+    url: Option<&str>,
+    bind: std::net::IpAddr,
+    port: u16,
+) -> Result<ExitCode, CliError> {
+    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
+    crate::dashboard::check(&mut warehouse).await?;
+    let server =
+        crate::dashboard::Server::start(warehouse, std::net::SocketAddr::new(bind, port)).await?;
+    let addr = server.addr();
+    let host = if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    println!("dashboard: http://{host}:{}/", addr.port());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    server.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `healthetl report`: the dashboard for `filters` as one self-contained HTML file.
+pub async fn report(
+    url: Option<&str>,
+    out: &Path,
+    filters: &crate::dashboard::Filters,
+) -> Result<ExitCode, CliError> {
+    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let html = crate::dashboard::report(
+        &mut warehouse,
+        filters,
+        crate::dashboard::utc_timestamp(now),
+    )
+    .await?;
+    std::fs::write(out, html).map_err(|source| CliError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    println!("report: {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

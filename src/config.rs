@@ -1,5 +1,6 @@
 //! Configuration of the Lambda and the worker, read once (per cold start) from the environment into a typed
-//! struct. Secrets are never read from here: only the ARN of the Secrets Manager secret that holds the password.
+//! struct. Secrets are never read from here: only the ARN of the Secrets Manager secret that holds the password, or
+//! the Redshift cluster or workgroup that IAM credentials are asked for.
 
 use std::path::PathBuf;
 
@@ -14,20 +15,50 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// Which warehouse is loaded (`WAREHOUSE_DIALECT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Redshift,
+}
+
+/// How the loader authenticates when the connection is given in parts (`REDSHIFT_AUTH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// The password (and any settings the environment leaves out) from a Secrets Manager secret (`secret`).
+    Secret { arn: String },
+    /// Temporary passwords from `GetClusterCredentials` for `DB_USER` (`iam-cluster`).
+    IamCluster { cluster_id: String },
+    /// Temporary passwords from redshift-serverless `GetCredentials`; the user follows from the IAM role
+    /// (`iam-serverless`).
+    IamServerless { workgroup: String },
+}
+
 /// Where the warehouse connection comes from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// `DATABASE_URL` (local and tests).
     Url(String),
     /// Host, port, database and user from the environment; the password from a Secrets Manager secret (the standard
-    /// RDS/Redshift secret JSON, whose host/port/dbname/username fill what the environment leaves out).
+    /// RDS/Redshift secret JSON, whose host/port/dbname/username fill what the environment leaves out) or from IAM.
     Parts {
         host: Option<String>,
         port: Option<u16>,
         dbname: Option<String>,
         user: Option<String>,
-        secret_arn: String,
+        auth: Auth,
     },
+}
+
+/// What only Redshift loads need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedshiftConfig {
+    /// The role Redshift assumes to read staged parts (`REDSHIFT_COPY_ROLE_ARN`).
+    pub copy_role_arn: String,
+    /// Parts per load (`REDSHIFT_PARTS`); `None`: one per slice.
+    pub parts: Option<usize>,
+    /// Bucket for staged parts (`STAGING_BUCKET`); `None`: the source object's bucket.
+    pub staging_bucket: Option<String>,
 }
 
 impl std::fmt::Debug for Database {
@@ -40,14 +71,14 @@ impl std::fmt::Debug for Database {
                 port,
                 dbname,
                 user,
-                secret_arn,
+                auth,
             } => f
                 .debug_struct("Parts")
                 .field("host", host)
                 .field("port", port)
                 .field("dbname", dbname)
                 .field("user", user)
-                .field("secret_arn", secret_arn)
+                .field("auth", auth)
                 .finish(),
         }
     }
@@ -56,6 +87,7 @@ impl std::fmt::Debug for Database {
 /// Everything the event handler needs, read once.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub dialect: Dialect,
     pub database: Database,
     pub ssl_mode: SslMode,
     /// Extra CA certificates (PEM) for verify-full, e.g. the RDS/Redshift bundle.
@@ -65,15 +97,23 @@ pub struct Config {
     pub quarantine_prefix: String,
     /// Where staged parts go (Redshift loads).
     pub staging_prefix: String,
+    /// Set when the dialect is Redshift.
+    pub redshift: Option<RedshiftConfig>,
 }
 
 /// A configuration value that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "no database configured: set DATABASE_URL, or DB_SECRET_ARN (with DB_HOST, DB_PORT, DB_NAME, DB_USER)"
+        "no database configured: set DATABASE_URL, or DB_SECRET_ARN (with DB_HOST, DB_PORT, DB_NAME, DB_USER), or \
+         REDSHIFT_AUTH=iam-cluster|iam-serverless"
     )]
     NoDatabase,
+    #[error("{name} is required {because}")]
+    Missing {
+        name: &'static str,
+        because: &'static str,
+    },
     #[error("{name} is '{value}': {expected}")]
     Invalid {
         name: &'static str,
@@ -90,9 +130,64 @@ impl Config {
 
     /// Read from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let database = match (get("DATABASE_URL"), get("DB_SECRET_ARN")) {
+        let dialect = match get("WAREHOUSE_DIALECT").as_deref() {
+            None | Some("postgres") => Dialect::Postgres,
+            Some("redshift") => Dialect::Redshift,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "WAREHOUSE_DIALECT",
+                    value: other.to_string(),
+                    expected: "postgres or redshift",
+                });
+            }
+        };
+        let required = |name: &'static str, because: &'static str| {
+            get(name).ok_or(ConfigError::Missing { name, because })
+        };
+        let auth = match get("REDSHIFT_AUTH").as_deref() {
+            None | Some("secret") => get("DB_SECRET_ARN").map(|arn| Auth::Secret { arn }),
+            Some("iam-cluster") => Some(Auth::IamCluster {
+                cluster_id: required("REDSHIFT_CLUSTER_ID", "with REDSHIFT_AUTH=iam-cluster")?,
+            }),
+            Some("iam-serverless") => Some(Auth::IamServerless {
+                workgroup: required("REDSHIFT_WORKGROUP", "with REDSHIFT_AUTH=iam-serverless")?,
+            }),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "REDSHIFT_AUTH",
+                    value: other.to_string(),
+                    expected: "one of secret, iam-cluster, iam-serverless",
+                });
+            }
+        };
+        if matches!(
+            auth,
+            Some(Auth::IamCluster { .. } | Auth::IamServerless { .. })
+        ) {
+            if dialect != Dialect::Redshift {
+                return Err(ConfigError::Missing {
+                    name: "WAREHOUSE_DIALECT=redshift",
+                    because: "for IAM authentication (REDSHIFT_AUTH)",
+                });
+            }
+            required(
+                "DB_HOST",
+                "with IAM authentication (no secret to read it from)",
+            )?;
+            required(
+                "DB_NAME",
+                "with IAM authentication (no secret to read it from)",
+            )?;
+        }
+        if matches!(auth, Some(Auth::IamCluster { .. })) {
+            required(
+                "DB_USER",
+                "with REDSHIFT_AUTH=iam-cluster (the user to get credentials for)",
+            )?;
+        }
+        let database = match (get("DATABASE_URL"), auth) {
             (Some(url), _) => Database::Url(url),
-            (None, Some(secret_arn)) => Database::Parts {
+            (None, Some(auth)) => Database::Parts {
                 host: get("DB_HOST"),
                 port: get("DB_PORT")
                     .map(|p| {
@@ -105,9 +200,43 @@ impl Config {
                     .transpose()?,
                 dbname: get("DB_NAME"),
                 user: get("DB_USER"),
-                secret_arn,
+                auth,
             },
             (None, None) => return Err(ConfigError::NoDatabase),
+        };
+        let redshift = match dialect {
+            Dialect::Postgres => None,
+            Dialect::Redshift => {
+                let copy_role_arn = required("REDSHIFT_COPY_ROLE_ARN", "for Redshift loads")?;
+                if !copy_role_arn.starts_with("arn:")
+                    || !copy_role_arn.contains(":role/")
+                    || copy_role_arn.contains('\'')
+                {
+                    return Err(ConfigError::Invalid {
+                        name: "REDSHIFT_COPY_ROLE_ARN",
+                        value: copy_role_arn,
+                        expected: "an IAM role ARN, arn:aws:iam::<account>:role/<name>",
+                    });
+                }
+                let parts = match get("REDSHIFT_PARTS") {
+                    None => None,
+                    Some(v) => match v.parse::<usize>() {
+                        Ok(n) if (1..=128).contains(&n) => Some(n),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                name: "REDSHIFT_PARTS",
+                                value: v,
+                                expected: "a number of parts from 1 to 128",
+                            });
+                        }
+                    },
+                };
+                Some(RedshiftConfig {
+                    copy_role_arn,
+                    parts,
+                    staging_bucket: get("STAGING_BUCKET"),
+                })
+            }
         };
         let ssl_mode = match get("DB_SSLMODE").as_deref() {
             None => match database {
@@ -139,12 +268,14 @@ impl Config {
             },
         };
         Ok(Config {
+            dialect,
             database,
             ssl_mode,
             ca_bundle: get("DB_CA_BUNDLE").map(PathBuf::from),
             reject_threshold,
             quarantine_prefix: prefix(get("QUARANTINE_PREFIX"), "quarantine/"),
             staging_prefix: prefix(get("STAGING_PREFIX"), "staging/"),
+            redshift,
         })
     }
 }
@@ -200,6 +331,87 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_dialect_defaults_to_postgres() {
+        let c = config(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+        assert_eq!(c.dialect, Dialect::Postgres);
+        assert_eq!(c.redshift, None);
+        let e = config(&[("DATABASE_URL", "x"), ("WAREHOUSE_DIALECT", "mysql")]).unwrap_err();
+        assert!(e.to_string().contains("WAREHOUSE_DIALECT"), "{e}");
+    }
+
+    #[test]
+    fn redshift_needs_the_copy_role_and_takes_parts_and_a_staging_bucket() {
+        let base = [
+            ("DATABASE_URL", "postgres://h/db"),
+            ("WAREHOUSE_DIALECT", "redshift"),
+        ];
+        let e = config(&base).unwrap_err();
+        assert!(e.to_string().contains("REDSHIFT_COPY_ROLE_ARN"), "{e}");
+        let role = (
+            "REDSHIFT_COPY_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/copy",
+        );
+        let c = config(&[
+            base[0],
+            base[1],
+            role,
+            ("REDSHIFT_PARTS", "8"),
+            ("STAGING_BUCKET", "b"),
+        ])
+        .unwrap();
+        assert_eq!(c.dialect, Dialect::Redshift);
+        let r = c.redshift.unwrap();
+        assert_eq!((r.parts, r.staging_bucket.as_deref()), (Some(8), Some("b")));
+        let e = config(&[base[0], base[1], role, ("REDSHIFT_PARTS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("REDSHIFT_PARTS"), "{e}");
+        let bad = ("REDSHIFT_COPY_ROLE_ARN", "arn:aws:iam::1:role/x' --");
+        assert!(config(&[base[0], base[1], bad]).is_err());
+    }
+
+    #[test]
+    fn iam_authentication_names_its_cluster_or_workgroup() {
+        let redshift = [
+            ("WAREHOUSE_DIALECT", "redshift"),
+            (
+                "REDSHIFT_COPY_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/copy",
+            ),
+            ("DB_HOST", "c.abc.eu-west-1.redshift.amazonaws.com"),
+            ("DB_NAME", "dev"),
+            ("DB_USER", "loader"),
+        ];
+        let mut pairs = redshift.to_vec();
+        pairs.extend([
+            ("REDSHIFT_AUTH", "iam-cluster"),
+            ("REDSHIFT_CLUSTER_ID", "c"),
+        ]);
+        let c = config(&pairs).unwrap();
+        assert!(matches!(
+            c.database,
+            Database::Parts { auth: Auth::IamCluster { ref cluster_id }, .. } if cluster_id == "c"
+        ));
+        assert_eq!(c.ssl_mode, SslMode::VerifyFull);
+        let mut pairs = redshift.to_vec();
+        pairs.push(("REDSHIFT_AUTH", "iam-serverless"));
+        let e = config(&pairs).unwrap_err();
+        assert!(e.to_string().contains("REDSHIFT_WORKGROUP"), "{e}");
+        pairs.push(("REDSHIFT_WORKGROUP", "wg"));
+        assert!(matches!(
+            config(&pairs).unwrap().database,
+            Database::Parts {
+                auth: Auth::IamServerless { .. },
+                ..
+            }
+        ));
+        let e = config(&[
+            ("REDSHIFT_AUTH", "iam-cluster"),
+            ("REDSHIFT_CLUSTER_ID", "c"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("WAREHOUSE_DIALECT=redshift"), "{e}");
     }
 
     #[test]

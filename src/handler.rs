@@ -10,13 +10,16 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigError, Database};
+use crate::config::{Auth, Config, ConfigError, Database, Dialect};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
-use crate::pipeline::{LoadOptions, LoadReport, Status, load_object};
+use crate::pipeline::{LoadOptions, LoadReport, Status, load_into};
 use crate::route::route;
 use crate::source::s3::{self, S3SourceError};
-use crate::warehouse::Postgres;
+use crate::warehouse::connection::Connection;
 use crate::warehouse::postgres::{WarehouseError, tls_connector};
+use crate::warehouse::redshift::auth::{ClusterCredentials, ServerlessCredentials};
+use crate::warehouse::redshift::{RedshiftSettings, RetryPolicy};
+use crate::warehouse::{Postgres, Redshift, Warehouse};
 
 /// Why the handler could not start (cold start).
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +50,15 @@ pub struct MessageOutcome {
     pub reports: Vec<LoadReport>,
 }
 
-struct Warehouse {
-    postgres: Postgres,
+struct WarehouseState {
+    warehouse: Warehouse,
     ready: bool,
 }
 
 /// The handler: configuration, S3 client and warehouse connection, shared across invocations.
 pub struct Handler {
     s3: aws_sdk_s3::Client,
-    warehouse: tokio::sync::Mutex<Warehouse>,
+    warehouse: tokio::sync::Mutex<WarehouseState>,
     config: Config,
     work_dir: PathBuf,
     metrics: bool,
@@ -80,19 +83,17 @@ impl Handler {
     /// Build the clients for a configuration.
     pub async fn from_config(config: Config) -> Result<Handler, StartupError> {
         let sdk = crate::aws::sdk_config().await;
-        let postgres = warehouse_from(&config, &sdk).await?;
-        Ok(Handler::new(
-            crate::aws::s3_client_from(&sdk),
-            postgres,
-            config,
-        ))
+        let s3 = crate::aws::s3_client_from(&sdk);
+        let warehouse = warehouse_from(&config, &sdk, &s3).await?;
+        Ok(Handler::new(s3, warehouse, config))
     }
 
-    pub fn new(s3: aws_sdk_s3::Client, postgres: Postgres, config: Config) -> Handler {
+    /// A handler over a warehouse of either dialect (a [`Postgres`] converts).
+    pub fn new(s3: aws_sdk_s3::Client, warehouse: impl Into<Warehouse>, config: Config) -> Handler {
         Handler {
             s3,
-            warehouse: tokio::sync::Mutex::new(Warehouse {
-                postgres,
+            warehouse: tokio::sync::Mutex::new(WarehouseState {
+                warehouse: warehouse.into(),
                 ready: false,
             }),
             config,
@@ -211,14 +212,14 @@ impl Handler {
             reject_threshold: self.config.reject_threshold,
             rejects_dir: self.work_dir.clone(),
         };
-        let mut warehouse = self.warehouse.lock().await;
-        if !warehouse.ready {
-            if let Err(e) = warehouse.postgres.init().await {
+        let mut state = self.warehouse.lock().await;
+        if !state.ready {
+            if let Err(e) = state.warehouse.init().await {
                 return LoadReport::failed(&object.uri, e.to_string());
             }
-            warehouse.ready = true;
+            state.ready = true;
         }
-        load_object(&mut warehouse.postgres, object, &options, None).await
+        load_into(&mut state.warehouse, object, &options, None).await
     }
 
     fn is_own_output(&self, key: &str) -> bool {
@@ -374,43 +375,116 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
     })
 }
 
-/// The warehouse connection from the configuration: a URL, or settings plus the Secrets Manager password.
-pub async fn warehouse_from(config: &Config, sdk: &SdkConfig) -> Result<Postgres, StartupError> {
+/// The warehouse of the configured dialect over [`connection_from`]; Redshift stages through `s3`.
+pub async fn warehouse_from(
+    config: &Config,
+    sdk: &SdkConfig,
+    s3: &aws_sdk_s3::Client,
+) -> Result<Warehouse, StartupError> {
+    let connection = connection_from(config, sdk).await?;
+    Ok(match &config.redshift {
+        None => Postgres::with_connection(connection).into(),
+        Some(r) => {
+            let settings = RedshiftSettings {
+                copy_role_arn: r.copy_role_arn.clone(),
+                staging_bucket: r.staging_bucket.clone(),
+                staging_prefix: config.staging_prefix.clone(),
+                parts: r.parts,
+                retry: RetryPolicy::default(),
+                work_dir: std::env::temp_dir().join("healthetl-parts"),
+            };
+            Redshift::new(connection, s3.clone(), settings).into()
+        }
+    })
+}
+
+/// The warehouse connection from the configuration: a URL, or settings plus the Secrets Manager password, or
+/// settings plus IAM temporary credentials (renewed by the connection before they expire).
+pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connection, StartupError> {
     let tls = tls_connector(&config.ssl_mode, config.ca_bundle.as_deref())?;
-    let pg = match &config.database {
-        Database::Url(url) => tokio_postgres::Config::from_str(url)
-            .map_err(|e| WarehouseError::Config(e.to_string()))?,
+    let default_port = match config.dialect {
+        Dialect::Postgres => 5432,
+        Dialect::Redshift => 5439,
+    };
+    let (host, port, dbname, user, auth) = match &config.database {
+        Database::Url(url) => {
+            let pg = tokio_postgres::Config::from_str(url)
+                .map_err(|e| WarehouseError::Config(e.to_string()))?;
+            return Ok(Connection::new(pg, tls));
+        }
         Database::Parts {
             host,
             port,
             dbname,
             user,
-            secret_arn,
-        } => {
-            let secret = read_secret(sdk, secret_arn).await?;
-            let mut pg = tokio_postgres::Config::new();
-            let host = host
-                .clone()
-                .or(secret.host)
-                .ok_or_else(|| missing(secret_arn, "host"))?;
-            let user = user
-                .clone()
-                .or(secret.username)
-                .ok_or_else(|| missing(secret_arn, "username"))?;
-            let port = port
-                .or_else(|| secret.port.as_ref().and_then(port_of))
-                .unwrap_or(5432);
-            pg.host(&host)
-                .port(port)
-                .user(&user)
-                .password(secret.password);
-            if let Some(db) = dbname.clone().or(secret.dbname) {
-                pg.dbname(&db);
-            }
-            pg
+            auth,
+        } => (host, port, dbname, user, auth),
+    };
+    let mut pg = tokio_postgres::Config::new();
+    let secret_arn = match auth {
+        Auth::Secret { arn } => arn,
+        Auth::IamCluster { cluster_id } => {
+            let (host, db) = iam_host_and_db(host, dbname)?;
+            let db_user = user.clone().ok_or(ConfigError::Missing {
+                name: "DB_USER",
+                because: "with REDSHIFT_AUTH=iam-cluster (the user to get credentials for)",
+            })?;
+            pg.host(host).port(port.unwrap_or(default_port)).dbname(db);
+            let source = ClusterCredentials {
+                client: aws_sdk_redshift::Client::new(sdk),
+                cluster_id: cluster_id.clone(),
+                db_user,
+                db_name: db.to_string(),
+            };
+            return Ok(Connection::new(pg, tls).with_credentials(std::sync::Arc::new(source)));
+        }
+        Auth::IamServerless { workgroup } => {
+            let (host, db) = iam_host_and_db(host, dbname)?;
+            pg.host(host).port(port.unwrap_or(default_port)).dbname(db);
+            let source = ServerlessCredentials {
+                client: aws_sdk_redshiftserverless::Client::new(sdk),
+                workgroup: workgroup.clone(),
+                db_name: db.to_string(),
+            };
+            return Ok(Connection::new(pg, tls).with_credentials(std::sync::Arc::new(source)));
         }
     };
-    Ok(Postgres::with_config(pg, tls))
+    let secret = read_secret(sdk, secret_arn).await?;
+    let host = host
+        .clone()
+        .or(secret.host)
+        .ok_or_else(|| missing(secret_arn, "host"))?;
+    let user = user
+        .clone()
+        .or(secret.username)
+        .ok_or_else(|| missing(secret_arn, "username"))?;
+    let port = port
+        .or_else(|| secret.port.as_ref().and_then(port_of))
+        .unwrap_or(default_port);
+    pg.host(&host)
+        .port(port)
+        .user(&user)
+        .password(secret.password);
+    if let Some(db) = dbname.clone().or(secret.dbname) {
+        pg.dbname(&db);
+    }
+    Ok(Connection::new(pg, tls))
+}
+
+fn iam_host_and_db<'a>(
+    host: &'a Option<String>,
+    dbname: &'a Option<String>,
+) -> Result<(&'a str, &'a str), ConfigError> {
+    let because = "with IAM authentication (no secret to read it from)";
+    let host = host.as_deref().ok_or(ConfigError::Missing {
+        name: "DB_HOST",
+        because,
+    })?;
+    let db = dbname.as_deref().ok_or(ConfigError::Missing {
+        name: "DB_NAME",
+        because,
+    })?;
+    Ok((host, db))
 }
 
 fn missing(arn: &str, field: &str) -> StartupError {

@@ -7,11 +7,13 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod event;
 pub mod generate;
 pub mod handler;
 pub mod ingest;
 pub mod pipeline;
+pub mod reporting;
 pub mod route;
 pub mod schema;
 pub mod source;

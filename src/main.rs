@@ -20,7 +20,7 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the schemas, tables and load ledger (idempotent).
+    /// Create the schemas, tables, load ledger and reporting views (idempotent).
     Init,
     /// Load CSV files (or directories of them: dimensions first, then the fact table).
     Load {
@@ -56,7 +56,41 @@ enum Command {
         plain: bool,
     },
     /// Print the star schema as Markdown (the README's table reference).
-    Schema,
+    Schema {
+        /// Print the reporting views' reference instead.
+        #[arg(long)]
+        views: bool,
+    },
+    /// Serve the analytics dashboard (KPIs, charts, filters; JSON at /api/summary) until stopped.
+    Dashboard {
+        /// TCP port (0 picks a free one; the URL is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on; keep the default to serve this machine only.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
+    /// Write the dashboard as one self-contained static HTML file.
+    Report {
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// First post date, YYYY-MM-DD.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last post date, YYYY-MM-DD.
+        #[arg(long)]
+        to: Option<String>,
+        /// Payer key (dim_payer_pk).
+        #[arg(long)]
+        payer: Option<String>,
+        /// Location key (dim_location_pk).
+        #[arg(long)]
+        location: Option<String>,
+        /// Provider specialty, as named in dim_physician.
+        #[arg(long)]
+        specialty: Option<String>,
+    },
     /// Upload table files to S3, from a file or folder or a Kaggle dataset (multipart for large files).
     Ingest {
         /// A file or folder (searched recursively), or kaggle:owner/name (credentials from KAGGLE_USERNAME and
@@ -170,8 +204,37 @@ fn main() -> ExitCode {
                 };
                 cli::ingest(&source, &kaggle_api, &options).await
             }
-            Command::Schema => {
-                print!("{}", healthetl::schema::SCHEMA.markdown());
+            Command::Dashboard { port, bind } => cli::dashboard(url.as_deref(), bind, port).await,
+            Command::Report {
+                out,
+                from,
+                to,
+                payer,
+                location,
+                specialty,
+            } => {
+                let pairs = [
+                    ("from", from),
+                    ("to", to),
+                    ("payer", payer),
+                    ("location", location),
+                    ("specialty", specialty),
+                ];
+                match healthetl::dashboard::Filters::from_pairs(
+                    pairs
+                        .iter()
+                        .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+                ) {
+                    Ok(filters) => cli::report(url.as_deref(), &out, &filters).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Command::Schema { views } => {
+                if views {
+                    print!("{}", healthetl::reporting::markdown());
+                } else {
+                    print!("{}", healthetl::schema::SCHEMA.markdown());
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }

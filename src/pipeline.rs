@@ -1,10 +1,12 @@
 //! The pipeline for one object: route it, read its header, then stream its records through casting into the
-//! warehouse's COPY while a second thread parses — one transaction, committed only if the object is acceptable.
+//! warehouse while a second thread parses — one transaction, committed only if the object is acceptable.
+//! PostgreSQL takes the rows as they are cast (COPY FROM STDIN); Redshift takes them as gzip CSV parts staged in
+//! S3 once the whole object has been cast.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter};
+use std::io::{self, BufRead, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -13,10 +15,13 @@ use crate::route::{file_name, route};
 use crate::schema::Table;
 use crate::source::{Counting, Object, Records, TextEncoding, decompress};
 use crate::transform::{
-    HeaderError, Reject, RejectWriter, RowCaster, TransformStats, end_row, map_header,
+    Csv, HeaderError, HeaderMap, KeyOrder, Reject, RejectWriter, RowCaster, RowFormat,
+    TransformStats, end_csv_row, end_row, map_header,
 };
 use crate::warehouse::postgres::LedgerEntry;
-use crate::warehouse::{CopyChunk, Postgres};
+use crate::warehouse::redshift::staging::{PartFile, PartWriter, load_id};
+use crate::warehouse::redshift::{LoadOutcome, LoadRequest};
+use crate::warehouse::{CopyChunk, Postgres, Redshift, Warehouse};
 
 /// COPY data is sent in chunks of about this many bytes.
 const CHUNK: usize = 256 * 1024;
@@ -148,9 +153,47 @@ struct ReadOutcome {
     rejects_file: Option<PathBuf>,
 }
 
-/// Load one object into the warehouse. Never panics on bad input; every outcome is a report.
+/// Load one object into the configured warehouse, whichever its dialect. Never panics on bad input; every
+/// outcome is a report.
+pub async fn load_into(
+    warehouse: &mut Warehouse,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+) -> LoadReport {
+    match warehouse {
+        Warehouse::Postgres(pg) => load_object(pg, object, options, on_bytes).await,
+        Warehouse::Redshift(rs) => load_object_redshift(rs, object, options, on_bytes).await,
+    }
+}
+
+/// Load one object into PostgreSQL. Never panics on bad input; every outcome is a report.
 pub async fn load_object(
     warehouse: &mut Postgres,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+) -> LoadReport {
+    load_with(Target::Postgres(warehouse), object, options, on_bytes).await
+}
+
+/// Load one object into Redshift. Never panics on bad input; every outcome is a report.
+pub async fn load_object_redshift(
+    warehouse: &mut Redshift,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+) -> LoadReport {
+    load_with(Target::Redshift(warehouse), object, options, on_bytes).await
+}
+
+enum Target<'a> {
+    Postgres(&'a mut Postgres),
+    Redshift(&'a mut Redshift),
+}
+
+async fn load_with(
+    target: Target<'_>,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
@@ -165,7 +208,12 @@ pub async fn load_object(
         table: Some(table.name.clone()),
         ..report
     };
-    let report = load_routed(warehouse, table, object, options, on_bytes, report).await;
+    let report = match target {
+        Target::Postgres(pg) => load_routed(pg, table, object, options, on_bytes, report).await,
+        Target::Redshift(rs) => {
+            load_routed_redshift(rs, table, object, options, on_bytes, report).await
+        }
+    };
     let report = LoadReport {
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
@@ -260,19 +308,7 @@ async fn load_routed(
         return report.end(Status::Failed, Some(e.to_string()), started);
     }
     let stats = &outcome.stats;
-    if stats.reject_ratio() > options.reject_threshold {
-        let first = stats
-            .first_rejects
-            .first()
-            .map(|r| format!("; first: {}", r.describe()))
-            .unwrap_or_default();
-        let msg = format!(
-            "{display_name}: {} of {} rows rejected ({:.1}%), over the {:.1}% threshold: nothing loaded{first}",
-            stats.rows_rejected,
-            stats.rows_read,
-            stats.reject_ratio() * 100.0,
-            options.reject_threshold * 100.0
-        );
+    if let Some(msg) = over_threshold(&display_name, stats, options.reject_threshold) {
         return report.end(Status::Refused, Some(msg), started);
     }
     let encoding = outcome.encoding.label();
@@ -291,6 +327,141 @@ async fn load_routed(
             report.load_id = Some(done.load_id);
             report.end(Status::Loaded, None, started)
         }
+        Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
+    }
+}
+
+/// The refusal message when too many rows were rejected, `None` when the object may load.
+fn over_threshold(display_name: &str, stats: &TransformStats, threshold: f64) -> Option<String> {
+    if stats.reject_ratio() <= threshold {
+        return None;
+    }
+    let first = stats
+        .first_rejects
+        .first()
+        .map(|r| format!("; first: {}", r.describe()))
+        .unwrap_or_default();
+    Some(format!(
+        "{display_name}: {} of {} rows rejected ({:.1}%), over the {:.1}% threshold: nothing loaded{first}",
+        stats.rows_rejected,
+        stats.rows_read,
+        stats.reject_ratio() * 100.0,
+        threshold * 100.0
+    ))
+}
+
+/// Redshift: check the ledger, cast the whole object into gzip CSV part files on a blocking thread, then hand
+/// them to the loader (staging in S3, COPY, merge, ledger, commit, cleanup).
+async fn load_routed_redshift(
+    warehouse: &mut Redshift,
+    table: &'static Table,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+    mut report: LoadReport,
+) -> LoadReport {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let Object {
+        name,
+        uri,
+        identity,
+        reader,
+        ..
+    } = object;
+    if !options.force && warehouse.already_loaded(table, &identity).await {
+        return report.end(Status::Skipped, None, started);
+    }
+    let wanted = warehouse.parts_wanted().await;
+    let load_id = load_id(&table.name, &identity, started_at);
+    let part_dir = warehouse.settings().work_dir.join(&load_id);
+    let display_name = file_name(&name).to_string();
+    let rejects_path = options
+        .rejects_dir
+        .join(rejects_file_name(&display_name, &identity));
+    let reader: Box<dyn io::Read + Send> = match on_bytes {
+        Some(f) => Box::new(Counting::new(reader, f)),
+        None => reader,
+    };
+    let dir = part_dir.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        stage_object(reader, &name, table, &dir, wanted, &rejects_path)
+    })
+    .await;
+    let report = match staged {
+        Ok(Ok(outcome)) => {
+            report.extra_columns = outcome.extra_columns.clone();
+            report.with_stats(&outcome.stats);
+            report.encoding = Some(outcome.encoding);
+            report.rejects_file = outcome.rejects_file.clone();
+            let staged = Staged {
+                load_id: &load_id,
+                display_name: &display_name,
+                uri: &uri,
+                identity: &identity,
+                outcome,
+                started_at,
+            };
+            load_staged(warehouse, table, options, staged, report).await
+        }
+        Ok(Err(e)) => read_error_report(report, e, started),
+        Err(e) => report.end(
+            Status::Failed,
+            Some(format!("internal error: {e}")),
+            started,
+        ),
+    };
+    let _ = fs::remove_dir_all(&part_dir);
+    report
+}
+
+/// An object cast into part files, ready to load.
+struct Staged<'a> {
+    load_id: &'a str,
+    display_name: &'a str,
+    uri: &'a str,
+    identity: &'a str,
+    outcome: StageOutcome,
+    started_at: SystemTime,
+}
+
+async fn load_staged(
+    warehouse: &mut Redshift,
+    table: &'static Table,
+    options: &LoadOptions,
+    staged: Staged<'_>,
+    mut report: LoadReport,
+) -> LoadReport {
+    let started = Instant::now();
+    let outcome = &staged.outcome;
+    let stats = &outcome.stats;
+    if let Some(msg) = over_threshold(staged.display_name, stats, options.reject_threshold) {
+        return report.end(Status::Refused, Some(msg), started);
+    }
+    let source = report.source.clone();
+    let request = LoadRequest {
+        load_id: staged.load_id,
+        uri: staged.uri,
+        parts: &outcome.parts,
+        dedupe: !stats.keys_increasing,
+        entry: LedgerEntry {
+            source: &source,
+            identity: staged.identity,
+            rows_read: stats.rows_read,
+            rows_rejected: stats.rows_rejected,
+            forced: options.force,
+            encoding: outcome.encoding.label(),
+        },
+        started: staged.started_at,
+    };
+    match warehouse.load(table, &request).await {
+        Ok(LoadOutcome::Loaded(done)) => {
+            report.rows_loaded = done.rows_loaded;
+            report.rows_duplicate = done.rows_duplicate;
+            report.load_id = Some(done.load_id);
+            report.end(Status::Loaded, None, started)
+        }
+        Ok(LoadOutcome::AlreadyLoaded) => report.end(Status::Skipped, None, started),
         Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
     }
 }
@@ -440,20 +611,7 @@ fn read_object(
     rejects_path: &Path,
 ) -> Result<ReadOutcome, ReadError> {
     let shown = file_name(name);
-    let input = decompress(reader, name)
-        .map_err(|e| ReadError::Refused(format!("{shown}: cannot be decoded: {e}")))?;
-    let mut records = Records::new(input)
-        .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?;
-    let map = {
-        let header = records
-            .next_record()
-            .map_err(|e| ReadError::Refused(format!("{shown}: cannot read the header: {e}")))?;
-        let result = match header {
-            None => Err(HeaderError::Empty),
-            Some(h) => map_header(table, &h.fields),
-        };
-        result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
-    };
+    let (mut records, map) = open_records(reader, name, table)?;
     let info = HeaderInfo {
         extra_columns: map.extra_columns.clone(),
     };
@@ -472,6 +630,86 @@ fn read_object(
         last_staged: None,
     };
     let caster = RowCaster::new(table, &map);
+    let (stats, rejects_file) =
+        cast_records(&mut records, &caster, &map, shown, &mut out, rejects_path)?;
+    Ok(ReadOutcome {
+        stats,
+        encoding: records.encoding(),
+        rejects_file,
+    })
+}
+
+type ObjectRecords = Records<Box<dyn BufRead + Send>>;
+
+/// Decompress and decode an object, read its header and match it to the table.
+fn open_records(
+    reader: Box<dyn io::Read + Send>,
+    name: &str,
+    table: &'static Table,
+) -> Result<(ObjectRecords, HeaderMap), ReadError> {
+    let shown = file_name(name);
+    let input = decompress(reader, name)
+        .map_err(|e| ReadError::Refused(format!("{shown}: cannot be decoded: {e}")))?;
+    let mut records = Records::new(input)
+        .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?;
+    let map = {
+        let header = records
+            .next_record()
+            .map_err(|e| ReadError::Refused(format!("{shown}: cannot read the header: {e}")))?;
+        let result = match header {
+            None => Err(HeaderError::Empty),
+            Some(h) => map_header(table, &h.fields),
+        };
+        result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
+    };
+    Ok((records, map))
+}
+
+/// Where accepted rows go: a buffer the caster writes each row into, told where every row ends.
+trait RowSink {
+    fn buffer(&mut self) -> &mut Vec<u8>;
+    /// The row that starts at `row_start` in the buffer is complete (without its line end).
+    fn end_row(
+        &mut self,
+        row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), ReadError>;
+    /// Every row has been written.
+    fn finish(&mut self) -> Result<(), ReadError>;
+}
+
+impl RowSink for ChunkWriter {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn end_row(
+        &mut self,
+        row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), ReadError> {
+        ChunkWriter::end_row(self, row_start, key, line, stats)?;
+        self.flush_if_full()
+    }
+
+    fn finish(&mut self) -> Result<(), ReadError> {
+        self.flush()
+    }
+}
+
+/// Cast every remaining record into `sink`; rejected rows go to the rejects file (created at the first one).
+fn cast_records<F: RowFormat, S: RowSink>(
+    records: &mut ObjectRecords,
+    caster: &RowCaster<'_, F>,
+    map: &HeaderMap,
+    shown: &str,
+    sink: &mut S,
+    rejects_path: &Path,
+) -> Result<(TransformStats, Option<PathBuf>), ReadError> {
     let mut stats = TransformStats::new();
     let mut rejects: Option<RejectWriter<BufWriter<File>>> = None;
     let partial = rejects_path.with_extension("csv.partial");
@@ -481,12 +719,12 @@ fn read_object(
             .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?
         {
             stats.rows_read += 1;
-            let row_start = out.buf.len();
-            match caster.write_row(record.line, &record.fields, &mut out.buf) {
+            let buf = sink.buffer();
+            let row_start = buf.len();
+            match caster.write_row(record.line, &record.fields, buf) {
                 Ok(key) => {
                     stats.rows_accepted += 1;
-                    out.end_row(row_start, key, record.line, &mut stats)?;
-                    out.flush_if_full()?;
+                    sink.end_row(row_start, key, record.line, &mut stats)?;
                 }
                 Err(reject) => {
                     stats.record_reject(&reject);
@@ -504,7 +742,7 @@ fn read_object(
                 }
             }
         }
-        out.flush()
+        sink.finish()
     })();
     if let Err(e) = result {
         drop(rejects);
@@ -521,10 +759,80 @@ fn read_object(
         }
         None => None,
     };
-    Ok(ReadOutcome {
+    Ok((stats, rejects_file))
+}
+
+/// Accepted rows as CSV into part files, noting whether keys stay strictly increasing (then the merge needs no
+/// de-duplication).
+struct PartSink {
+    parts: PartWriter,
+    last_key: Option<KeyOrder>,
+}
+
+impl RowSink for PartSink {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        self.parts.buffer()
+    }
+
+    fn end_row(
+        &mut self,
+        _row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), ReadError> {
+        if self.last_key.is_some_and(|last| key <= last) {
+            stats.keys_increasing = false;
+        }
+        self.last_key = Some(key);
+        end_csv_row(self.parts.buffer(), line);
+        self.parts.end_row().map_err(part_error)
+    }
+
+    fn finish(&mut self) -> Result<(), ReadError> {
+        Ok(())
+    }
+}
+
+fn part_error(e: io::Error) -> ReadError {
+    ReadError::Failed(format!("cannot write staged parts: {e}"))
+}
+
+/// What the Redshift parsing side finished with.
+struct StageOutcome {
+    stats: TransformStats,
+    encoding: TextEncoding,
+    extra_columns: Vec<String>,
+    rejects_file: Option<PathBuf>,
+    parts: Vec<PartFile>,
+}
+
+/// The Redshift parsing side: runs on a blocking thread, casts the whole object into up to `wanted` gzip CSV
+/// part files in `dir`.
+fn stage_object(
+    reader: Box<dyn io::Read + Send>,
+    name: &str,
+    table: &'static Table,
+    dir: &Path,
+    wanted: usize,
+    rejects_path: &Path,
+) -> Result<StageOutcome, ReadError> {
+    let shown = file_name(name);
+    let (mut records, map) = open_records(reader, name, table)?;
+    let mut sink = PartSink {
+        parts: PartWriter::new(dir, wanted).map_err(part_error)?,
+        last_key: None,
+    };
+    let caster = RowCaster::<Csv>::with_format(table, &map);
+    let (stats, rejects_file) =
+        cast_records(&mut records, &caster, &map, shown, &mut sink, rejects_path)?;
+    let parts = sink.parts.finish().map_err(part_error)?;
+    Ok(StageOutcome {
         stats,
         encoding: records.encoding(),
+        extra_columns: map.extra_columns,
         rejects_file,
+        parts,
     })
 }
 

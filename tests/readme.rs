@@ -26,6 +26,24 @@ fn the_readme_table_reference_is_generated_from_the_schema() {
 }
 
 #[test]
+fn the_readme_views_reference_is_generated_from_the_view_declarations() {
+    let readme = read("README.md");
+    let begin = "<!-- views:begin -->\n";
+    let start = readme
+        .find(begin)
+        .expect("README has the views:begin marker")
+        + begin.len();
+    let stop = readme
+        .find("<!-- views:end -->")
+        .expect("README has the views:end marker");
+    assert_eq!(
+        &readme[start..stop],
+        healthetl::reporting::markdown(),
+        "README's views reference is stale: regenerate it with `healthetl schema --views`"
+    );
+}
+
+#[test]
 fn the_readme_commands_are_the_ones_ci_runs() {
     let readme = read("README.md");
     assert!(

@@ -1,5 +1,6 @@
 //! Transform: match a file's header to its table, then validate and cast each record to the table's types,
-//! writing accepted rows in PostgreSQL COPY text format and rejected rows (with line, column and rule) aside.
+//! writing accepted rows in PostgreSQL COPY text format (or CSV, for Redshift's COPY from S3) and rejected rows
+//! (with line, column and rule) aside.
 
 pub mod cast;
 
@@ -106,19 +107,85 @@ impl Reject {
 /// are strictly increasing (then it cannot hold duplicates and the merge skips de-duplication).
 pub type KeyOrder = i64;
 
-/// Casts records of one table into COPY text rows.
-pub struct RowCaster<'a> {
-    table: &'a Table,
-    map: &'a HeaderMap,
+/// How accepted rows are spelled: the separator, NULL and text values. Numbers and dates are written the same
+/// way in every format (`-12.50`, `2019-01-05`), never quoted.
+pub trait RowFormat {
+    /// Between two fields.
+    const SEPARATOR: u8;
+    /// Append a NULL.
+    fn null(out: &mut Vec<u8>);
+    /// Append a text value.
+    fn text(s: &str, out: &mut Vec<u8>);
 }
 
-impl<'a> RowCaster<'a> {
-    pub fn new(table: &'a Table, map: &'a HeaderMap) -> Self {
-        RowCaster { table, map }
+/// PostgreSQL's COPY text format: tab-separated, `\N` for NULL, backslash escapes.
+pub struct CopyText;
+
+impl RowFormat for CopyText {
+    const SEPARATOR: u8 = b'\t';
+
+    fn null(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\\N");
     }
 
-    /// Cast one record and append its fields to `out` in COPY text form, tab-separated, without a line end (see
-    /// [`end_row`]). On rejection nothing is appended.
+    fn text(s: &str, out: &mut Vec<u8>) {
+        escape_copy_text(s, out);
+    }
+}
+
+/// CSV as Redshift's `COPY … CSV NULL AS ''` reads it: comma-separated; NULL an unquoted empty field; every text
+/// value quoted, with `"` doubled inside, so commas, quotes, CR and LF are data. A text value is never empty (the
+/// contract makes empty NULL) and a quoted `""` would still read back as an empty string, not NULL.
+pub struct Csv;
+
+impl RowFormat for Csv {
+    const SEPARATOR: u8 = b',';
+
+    fn null(_out: &mut Vec<u8>) {}
+
+    fn text(s: &str, out: &mut Vec<u8>) {
+        out.push(b'"');
+        let bytes = s.as_bytes();
+        if memchr::memchr(b'"', bytes).is_none() {
+            out.extend_from_slice(bytes);
+        } else {
+            for &b in bytes {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+        }
+        out.push(b'"');
+    }
+}
+
+/// Casts records of one table into rows of one format (COPY text unless chosen otherwise).
+pub struct RowCaster<'a, F = CopyText> {
+    table: &'a Table,
+    map: &'a HeaderMap,
+    format: std::marker::PhantomData<F>,
+}
+
+impl<'a> RowCaster<'a, CopyText> {
+    /// A caster writing PostgreSQL COPY text.
+    pub fn new(table: &'a Table, map: &'a HeaderMap) -> Self {
+        RowCaster::with_format(table, map)
+    }
+}
+
+impl<'a, F: RowFormat> RowCaster<'a, F> {
+    /// A caster writing rows in format `F`.
+    pub fn with_format(table: &'a Table, map: &'a HeaderMap) -> Self {
+        RowCaster {
+            table,
+            map,
+            format: std::marker::PhantomData,
+        }
+    }
+
+    /// Cast one record and append its fields to `out` in format `F`, separated, without a line end (see
+    /// [`end_row`] and [`end_csv_row`]). On rejection nothing is appended.
     pub fn write_row(
         &self,
         line: u64,
@@ -141,7 +208,7 @@ impl<'a> RowCaster<'a> {
         let mut key = 0;
         for (i, (col, &idx)) in self.table.columns.iter().zip(&self.map.indices).enumerate() {
             if i > 0 {
-                out.push(b'\t');
+                out.push(F::SEPARATOR);
             }
             let value = cast::trim(&fields[idx]);
             let is_pk = i == self.table.pk_index;
@@ -149,11 +216,11 @@ impl<'a> RowCaster<'a> {
                 if is_pk {
                     Err(CastError::NullPrimaryKey)
                 } else {
-                    out.extend_from_slice(b"\\N");
+                    F::null(out);
                     Ok(0)
                 }
             } else {
-                write_value(col.ty, value, out)
+                write_value::<F>(col.ty, value, out)
             };
             match result {
                 Ok(k) if is_pk => key = k,
@@ -181,8 +248,17 @@ pub fn end_row(out: &mut Vec<u8>, line: Option<u64>) {
     out.push(b'\n');
 }
 
-/// Cast one non-empty value and append its COPY text form. Returns its key order (for key columns).
-fn write_value(ty: ColumnType, value: &str, out: &mut Vec<u8>) -> Result<KeyOrder, CastError> {
+/// End a CSV row with the source line as its last column (staged rows always carry it).
+pub fn end_csv_row(out: &mut Vec<u8>, line: u64) {
+    let _ = writeln!(out, ",{line}");
+}
+
+/// Cast one non-empty value and append it in format `F`. Returns its key order (for key columns).
+fn write_value<F: RowFormat>(
+    ty: ColumnType,
+    value: &str,
+    out: &mut Vec<u8>,
+) -> Result<KeyOrder, CastError> {
     match ty {
         ColumnType::SmallInt => int(
             value,
@@ -210,7 +286,7 @@ fn write_value(ty: ColumnType, value: &str, out: &mut Vec<u8>) -> Result<KeyOrde
             Ok(d.days_since_epoch())
         }
         ColumnType::Varchar(max) => {
-            escape_copy_text(cast::varchar(value, max)?, out);
+            F::text(cast::varchar(value, max)?, out);
             Ok(0)
         }
     }
@@ -482,6 +558,59 @@ mod tests {
         assert_eq!(
             out,
             "1\t2\t3\t2019-01-05\t2019-01-04\t5\t6\t7\t8\t000123\t9\t1.50\t1234.50\t-100.00\t-34.50\t1100.00"
+        );
+    }
+
+    fn cast_csv_row(table: &str, header: &[&str], row: &[&str]) -> Result<String, Reject> {
+        let t = SCHEMA.by_name(table).unwrap();
+        let m = map_header(t, &cows(header)).unwrap();
+        let mut out = Vec::new();
+        RowCaster::<Csv>::with_format(t, &m).write_row(7, &cows(row), &mut out)?;
+        end_csv_row(&mut out, 7);
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn csv_rows_quote_every_text_value_and_leave_null_empty() {
+        let row = cast_csv_row(
+            "dim_transaction",
+            &[
+                "dimTransactionPK",
+                "TransactionType",
+                "Transaction",
+                "AdjustmentReason",
+            ],
+            &["-4", "Say \"hi\", é", "line\nbreak\\", ""],
+        )
+        .unwrap();
+        assert_eq!(row, "-4,\"Say \"\"hi\"\", é\",\"line\nbreak\\\",,7\n");
+    }
+
+    #[test]
+    fn csv_rows_write_numbers_and_dates_unquoted() {
+        let t = SCHEMA.by_name("fact_table").unwrap();
+        let header: Vec<&str> = t.columns.iter().map(|c| c.source).collect();
+        let row = [
+            "1",
+            "2",
+            "3",
+            "20190105",
+            "",
+            "5",
+            "6",
+            "7",
+            "8",
+            "000123",
+            "9",
+            "1.5",
+            "$1,234.50",
+            "(100.00)",
+            "-$34.50",
+            "",
+        ];
+        assert_eq!(
+            cast_csv_row("fact_table", &header, &row).unwrap(),
+            "1,2,3,2019-01-05,,5,6,7,8,\"000123\",9,1.50,1234.50,-100.00,-34.50,,7\n"
         );
     }
 

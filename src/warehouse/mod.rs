@@ -1,11 +1,43 @@
 //! Warehouse: the statements that create the star schema and ledger, stage a load, merge it into its table and
-//! record it — built only from the schema declaration, never from input — and the PostgreSQL loader.
+//! record it — built only from the schema declaration, never from input — and one loader per dialect:
+//! [`postgres`] (COPY FROM STDIN) and [`redshift`] (gzip parts staged in S3, COPY FROM the manifest).
 
+pub mod connection;
 pub mod postgres;
+pub mod redshift;
 
 use crate::schema::{ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
 
 pub use postgres::Postgres;
+pub use redshift::Redshift;
+
+/// The configured warehouse: one dialect, both driven through tokio-postgres from the same schema declaration.
+pub enum Warehouse {
+    Postgres(Box<Postgres>),
+    Redshift(Box<Redshift>),
+}
+
+impl Warehouse {
+    /// Create schemas, tables and the ledger in this dialect (idempotent).
+    pub async fn init(&mut self) -> Result<(), postgres::WarehouseError> {
+        match self {
+            Warehouse::Postgres(pg) => pg.init().await,
+            Warehouse::Redshift(rs) => rs.init().await,
+        }
+    }
+}
+
+impl From<Postgres> for Warehouse {
+    fn from(pg: Postgres) -> Self {
+        Warehouse::Postgres(Box::new(pg))
+    }
+}
+
+impl From<Redshift> for Warehouse {
+    fn from(rs: Redshift) -> Self {
+        Warehouse::Redshift(Box::new(rs))
+    }
+}
 
 /// A piece of COPY text for one load: rows appended straight into the table (no line column), or rows for the
 /// staging table (with the line column). Once a load stages, it never appends again.

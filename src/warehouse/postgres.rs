@@ -8,9 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, Config, NoTls, Transaction};
+use tokio_postgres::{Client, Config, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::connection::Connection;
 use super::{
     CopyChunk, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql, init_statements,
     insert_staged_sql, ledger_insert_sql, ledger_lookup_sql, lock_sql, max_key_sql,
@@ -29,6 +30,14 @@ pub enum WarehouseError {
     Connect(String),
     #[error("database error while {context}: {detail}")]
     Db {
+        context: &'static str,
+        detail: String,
+    },
+    #[error("staging in S3 failed: {0}")]
+    Staging(String),
+    #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
+    GaveUp {
+        attempts: u32,
         context: &'static str,
         detail: String,
     },
@@ -59,11 +68,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A PostgreSQL (or Redshift) warehouse connection, re-established when broken.
+/// The PostgreSQL warehouse: one connection (see [`Connection`]), one transaction per object.
 pub struct Postgres {
-    config: Config,
-    tls: Option<MakeRustlsConnect>,
-    client: Option<Client>,
+    connection: Connection,
 }
 
 impl Postgres {
@@ -74,51 +81,21 @@ impl Postgres {
     }
 
     /// A connection from driver settings, over TLS when a connector is given (see [`tls_connector`]).
-    pub fn with_config(mut config: Config, tls: Option<MakeRustlsConnect>) -> Self {
-        if config.get_application_name().is_none() {
-            config.application_name("healthetl");
-        }
-        if tls.is_some() {
-            config.ssl_mode(tokio_postgres::config::SslMode::Require);
-        }
-        Postgres {
-            config,
-            tls,
-            client: None,
-        }
+    pub fn with_config(config: Config, tls: Option<MakeRustlsConnect>) -> Self {
+        Postgres::with_connection(Connection::new(config, tls))
+    }
+
+    /// The warehouse over an existing connection (e.g. one with IAM credentials).
+    pub fn with_connection(connection: Connection) -> Self {
+        Postgres { connection }
     }
 
     /// The live client, connecting (again) if there is none or the last one broke.
     pub async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            let client = match &self.tls {
-                None => {
-                    let (client, connection) = self
-                        .config
-                        .connect(NoTls)
-                        .await
-                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
-                    tokio::spawn(watch(connection));
-                    client
-                }
-                Some(tls) => {
-                    let (client, connection) = self
-                        .config
-                        .connect(tls.clone())
-                        .await
-                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
-                    tokio::spawn(watch(connection));
-                    client
-                }
-            };
-            self.client = Some(client);
-        }
-        self.client
-            .as_mut()
-            .ok_or_else(|| WarehouseError::Connect("no client".into()))
+        self.connection.client().await
     }
 
-    /// Create schemas, tables and the ledger. Idempotent, and safe to run concurrently.
+    /// Create schemas, tables, the ledger and the reporting views. Idempotent, and safe to run concurrently.
     pub async fn init(&mut self) -> Result<(), WarehouseError> {
         let client = self.client().await?;
         let tx = client
@@ -132,6 +109,11 @@ impl Postgres {
             tx.batch_execute(&stmt)
                 .await
                 .map_err(WarehouseError::db("creating the schema"))?;
+        }
+        for stmt in crate::reporting::view_statements() {
+            tx.batch_execute(&stmt)
+                .await
+                .map_err(WarehouseError::db("creating the reporting views"))?;
         }
         tx.commit()
             .await
@@ -180,12 +162,6 @@ impl Postgres {
             staged: 0,
             staging: false,
         }))
-    }
-}
-
-async fn watch<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
-    if let Err(e) = connection.await {
-        tracing::warn!(error = %describe(&e), "database connection ended");
     }
 }
 

@@ -1,0 +1,113 @@
+//! The analytics dashboard: KPI tiles and server-rendered SVG charts of the warehouse's billing figures, filtered by
+//! post-date range, payer, location and specialty — served on 127.0.0.1 ([`Server`]) or written as one static HTML
+//! file ([`report`]).
+//!
+//! [`filters`] validates what the user asked for, [`queries`] reads aggregates (never patient-level rows) with
+//! parameterized SQL built from the reporting declarations, [`charts`] and [`html`] draw them, [`server`] answers
+//! HTTP.
+
+pub mod charts;
+pub mod filters;
+pub mod html;
+pub mod queries;
+pub mod server;
+
+pub use filters::{FilterError, Filters};
+pub use html::Mode;
+pub use queries::{Cents, FilterOptions, Group, Rate, Summary, Totals};
+pub use server::Server;
+
+use crate::warehouse::Postgres;
+use crate::warehouse::postgres::WarehouseError;
+
+/// Why the dashboard could not answer or start.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("warehouse query failed: {0} (has `healthetl init` created the tables?)")]
+    Query(String),
+    #[error("unexpected value {value:?} in column {column}")]
+    Decode { column: &'static str, value: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the dashboard server stopped: {0}")]
+    Stopped(String),
+}
+
+/// The dashboard for `filters` as one self-contained HTML document (inline CSS and SVG, no script, no external
+/// reference), stamped with `generated`.
+pub async fn report(
+    warehouse: &mut Postgres,
+    filters: &Filters,
+    generated: String,
+) -> Result<String, DashboardError> {
+    let client = warehouse.client().await?;
+    let summary = queries::summary(client, filters).await?;
+    let options = queries::filter_options(client).await?;
+    Ok(html::page(&summary, &options, &Mode::Static { generated }))
+}
+
+/// Check that the warehouse answers the dashboard's queries (the tables exist), so that a misconfigured start fails
+/// at once instead of on the first page view.
+pub async fn check(warehouse: &mut Postgres) -> Result<(), DashboardError> {
+    let client = warehouse.client().await?;
+    queries::filter_options(client).await.map(|_| ())
+}
+
+/// Escape text for HTML and SVG content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for seconds since the Unix epoch (civil-from-days, proleptic Gregorian).
+pub fn utc_timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_quotes() {
+        assert_eq!(escape("a&b<c>\"d'"), "a&amp;b&lt;c&gt;&quot;d&#39;");
+        assert_eq!(escape("St. Luke’s"), "St. Luke’s");
+    }
+
+    #[test]
+    fn utc_timestamps_follow_the_calendar() {
+        assert_eq!(utc_timestamp(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_timestamp(1_735_689_599), "2024-12-31 23:59 UTC");
+    }
+}

@@ -1,0 +1,825 @@
+//! Reporting views in schema `reporting`: billing by day and month, payer collections, productivity, breakdowns,
+//! demographics and collection rates — aggregates of `health.fact_table`, generated from the declarations below.
+//!
+//! Every view is one `SELECT <grain>, <measures> FROM fact LEFT JOIN <dimensions> GROUP BY <grain>`, written in SQL
+//! that PostgreSQL and Redshift both accept (CASE, COALESCE, NULLIF, DATE_TRUNC, CAST; no FILTER, no DISTINCT ON).
+//! A fact row whose dimension row is missing still counts, under the label `unknown` (and a NULL key).
+//!
+//! Sign convention, as in the data: payments and adjustments are negative amounts that reduce AR, so the money
+//! collected is `-payments`. Rates: gross collection rate = collected / gross charges; net collection rate =
+//! collected / (gross charges + adjustments), i.e. payments over what was still expected after adjustments.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use crate::schema::{DATA_SCHEMA, quote_ident};
+
+/// Warehouse schema holding the reporting views.
+pub const REPORTING_SCHEMA: &str = "reporting";
+
+/// Label of a group whose dimension row is missing (or whose value is empty).
+pub const UNKNOWN: &str = "unknown";
+
+/// A dimension joined to the fact table: alias, table, and the key column (same name on both sides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Patient,
+    Physician,
+    Payer,
+    Location,
+    Cpt,
+    Diagnosis,
+}
+
+impl Dim {
+    const ALL: [Dim; 6] = [
+        Dim::Patient,
+        Dim::Physician,
+        Dim::Payer,
+        Dim::Location,
+        Dim::Cpt,
+        Dim::Diagnosis,
+    ];
+
+    fn alias(self) -> &'static str {
+        match self {
+            Dim::Patient => "pat",
+            Dim::Physician => "phy",
+            Dim::Payer => "pay",
+            Dim::Location => "loc",
+            Dim::Cpt => "cpt",
+            Dim::Diagnosis => "dx",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Dim::Patient => "dim_patient",
+            Dim::Physician => "dim_physician",
+            Dim::Payer => "dim_payer",
+            Dim::Location => "dim_location",
+            Dim::Cpt => "dim_cpt_code",
+            Dim::Diagnosis => "dim_diagnosis_code",
+        }
+    }
+
+    /// The key column: the dimension's primary key, and the fact column of the same name.
+    fn key(self) -> &'static str {
+        match self {
+            Dim::Patient => "dim_patient_pk",
+            Dim::Physician => "dim_physician_pk",
+            Dim::Payer => "dim_payer_pk",
+            Dim::Location => "dim_location_pk",
+            Dim::Cpt => "dim_cpt_code_pk",
+            Dim::Diagnosis => "dim_diagnosis_code_pk",
+        }
+    }
+
+    fn join_sql(self) -> String {
+        format!(
+            "LEFT JOIN {}.{} AS {a} ON {a}.{k} = f.{k}",
+            quote_ident(DATA_SCHEMA),
+            quote_ident(self.table()),
+            a = self.alias(),
+            k = quote_ident(self.key()),
+        )
+    }
+}
+
+/// A grouping column of a view: its name, SQL expression over `f` (the fact) and the dimension aliases, type and
+/// meaning.
+#[derive(Debug)]
+pub struct Attribute {
+    pub name: &'static str,
+    sql: &'static str,
+    uses: Option<Dim>,
+    pub ty: &'static str,
+    pub doc: &'static str,
+}
+
+/// An aggregate column of a view.
+#[derive(Debug)]
+pub struct Measure {
+    pub name: &'static str,
+    sql: &'static str,
+    uses: Option<Dim>,
+    pub ty: &'static str,
+    pub doc: &'static str,
+}
+
+const fn attr(
+    name: &'static str,
+    sql: &'static str,
+    uses: Option<Dim>,
+    ty: &'static str,
+    doc: &'static str,
+) -> Attribute {
+    Attribute {
+        name,
+        sql,
+        uses,
+        ty,
+        doc,
+    }
+}
+
+const fn measure(
+    name: &'static str,
+    sql: &'static str,
+    ty: &'static str,
+    doc: &'static str,
+) -> Measure {
+    Measure {
+        name,
+        sql,
+        uses: None,
+        ty,
+        doc,
+    }
+}
+
+pub const POST_DATE: Attribute = attr(
+    "post_date",
+    "f.dim_date_post_pk",
+    None,
+    "DATE",
+    "Day the lines were posted (NULL when the fact has no post date)",
+);
+pub const SERVICE_DATE: Attribute = attr(
+    "service_date",
+    "f.dim_date_service_pk",
+    None,
+    "DATE",
+    "Day the service was rendered (NULL when the fact has none)",
+);
+pub const POST_MONTH: Attribute = attr(
+    "post_month",
+    "CAST(DATE_TRUNC('month', f.dim_date_post_pk) AS DATE)",
+    None,
+    "DATE",
+    "First day of the month the lines were posted",
+);
+pub const SERVICE_MONTH: Attribute = attr(
+    "service_month",
+    "CAST(DATE_TRUNC('month', f.dim_date_service_pk) AS DATE)",
+    None,
+    "DATE",
+    "First day of the month the service was rendered",
+);
+pub const PAYER_ID: Attribute = attr(
+    "payer_id",
+    "pay.dim_payer_pk",
+    Some(Dim::Payer),
+    "BIGINT",
+    "Payer key (`dim_payer_pk`); NULL when the fact's payer is not in `dim_payer`",
+);
+pub const PAYER_NAME: Attribute = attr(
+    "payer_name",
+    "COALESCE(pay.payer_name, 'unknown')",
+    Some(Dim::Payer),
+    "VARCHAR",
+    "Payer name, `unknown` when the payer is missing",
+);
+pub const LOCATION_ID: Attribute = attr(
+    "location_id",
+    "loc.dim_location_pk",
+    Some(Dim::Location),
+    "BIGINT",
+    "Location key; NULL when the fact's location is not in `dim_location`",
+);
+pub const LOCATION_NAME: Attribute = attr(
+    "location_name",
+    "COALESCE(loc.location_name, 'unknown')",
+    Some(Dim::Location),
+    "VARCHAR",
+    "Location name, `unknown` when missing",
+);
+pub const PHYSICIAN_ID: Attribute = attr(
+    "physician_id",
+    "phy.dim_physician_pk",
+    Some(Dim::Physician),
+    "BIGINT",
+    "Physician key; NULL when the fact's physician is not in `dim_physician`",
+);
+pub const PHYSICIAN_NAME: Attribute = attr(
+    "physician_name",
+    "COALESCE(phy.provider_name, 'unknown')",
+    Some(Dim::Physician),
+    "VARCHAR",
+    "Provider name, `unknown` when missing",
+);
+pub const SPECIALTY: Attribute = attr(
+    "specialty",
+    "COALESCE(phy.provider_specialty, 'unknown')",
+    Some(Dim::Physician),
+    "VARCHAR",
+    "Provider specialty, `unknown` when the physician (or their specialty) is missing",
+);
+pub const CPT_GROUPING: Attribute = attr(
+    "cpt_grouping",
+    "COALESCE(cpt.cpt_grouping, 'unknown')",
+    Some(Dim::Cpt),
+    "VARCHAR",
+    "CPT grouping (Evaluation and Management, Surgery, …), `unknown` when missing",
+);
+pub const DIAGNOSIS_GROUP: Attribute = attr(
+    "diagnosis_group",
+    "COALESCE(dx.diagnosis_code_group, 'unknown')",
+    Some(Dim::Diagnosis),
+    "VARCHAR",
+    "ICD chapter of the diagnosis, `unknown` when missing",
+);
+pub const AGE_BAND: Attribute = attr(
+    "age_band",
+    "CASE WHEN pat.patient_age IS NULL THEN 'unknown' \
+     WHEN pat.patient_age < 18 THEN 'under 18' \
+     WHEN pat.patient_age <= 65 THEN '18-65' \
+     ELSE 'over 65' END",
+    Some(Dim::Patient),
+    "VARCHAR",
+    "`under 18` (0–17), `18-65` (18 to 65 inclusive), `over 65` (66 and up), `unknown` (patient or age missing)",
+);
+pub const GENDER: Attribute = attr(
+    "gender",
+    "COALESCE(pat.patient_gender, 'unknown')",
+    Some(Dim::Patient),
+    "VARCHAR",
+    "Patient gender, `unknown` when missing",
+);
+pub const STATE: Attribute = attr(
+    "state",
+    "COALESCE(pat.state, 'unknown')",
+    Some(Dim::Patient),
+    "VARCHAR",
+    "Patient's state, `unknown` when missing",
+);
+
+pub const TRANSACTIONS: Measure = measure(
+    "transactions",
+    "COUNT(*)",
+    "BIGINT",
+    "Fact lines (billing transactions)",
+);
+pub const CPT_UNITS: Measure = measure(
+    "cpt_units",
+    "COALESCE(SUM(f.cpt_units), 0)",
+    "NUMERIC",
+    "Sum of CPT units",
+);
+pub const GROSS_CHARGES: Measure = measure(
+    "gross_charges",
+    "COALESCE(SUM(f.gross_charge), 0)",
+    "NUMERIC",
+    "Sum of gross charges",
+);
+pub const PAYMENTS: Measure = measure(
+    "payments",
+    "COALESCE(SUM(f.payment), 0)",
+    "NUMERIC",
+    "Sum of payments as stored: negative (a payment reduces AR)",
+);
+pub const ADJUSTMENTS: Measure = measure(
+    "adjustments",
+    "COALESCE(SUM(f.adjustment), 0)",
+    "NUMERIC",
+    "Sum of adjustments as stored: negative reduces AR, positive (a reversal) adds to it",
+);
+pub const COLLECTED: Measure = measure(
+    "collected",
+    "-COALESCE(SUM(f.payment), 0)",
+    "NUMERIC",
+    "Money collected: `-payments`, positive",
+);
+pub const AR: Measure = measure(
+    "ar",
+    "COALESCE(SUM(f.ar), 0)",
+    "NUMERIC",
+    "Pending accounts receivable: the balance still open on these lines",
+);
+pub const GROSS_COLLECTION_RATE: Measure = measure(
+    "gross_collection_rate",
+    "CAST(ROUND(CAST(-COALESCE(SUM(f.payment), 0) AS DECIMAL(18,2)) \
+     / NULLIF(CAST(COALESCE(SUM(f.gross_charge), 0) AS DECIMAL(18,2)), 0), 4) AS DECIMAL(10,4))",
+    "DECIMAL(10,4)",
+    "collected / gross_charges, rounded to 4 places (half away from zero); NULL when there are no charges",
+);
+pub const NET_COLLECTION_RATE: Measure = measure(
+    "net_collection_rate",
+    "CAST(ROUND(CAST(-COALESCE(SUM(f.payment), 0) AS DECIMAL(18,2)) \
+     / NULLIF(CAST(COALESCE(SUM(f.gross_charge), 0) + COALESCE(SUM(f.adjustment), 0) AS DECIMAL(18,2)), 0), 4) \
+     AS DECIMAL(10,4))",
+    "DECIMAL(10,4)",
+    "collected / (gross_charges + adjustments): payments over what was still collectible after adjustments; \
+     4 places; NULL when that is zero",
+);
+pub const PATIENTS: Measure = measure(
+    "patients",
+    "COUNT(DISTINCT f.dim_patient_pk)",
+    "BIGINT",
+    "Distinct patients billed (by the fact's patient key, so patients missing from `dim_patient` count too)",
+);
+pub const PHYSICIANS: Measure = measure(
+    "physicians",
+    "COUNT(DISTINCT f.dim_physician_pk)",
+    "BIGINT",
+    "Distinct physicians billing (by the fact's physician key)",
+);
+pub const FIRST_POST_DATE: Measure = measure(
+    "first_post_date",
+    "MIN(f.dim_date_post_pk)",
+    "DATE",
+    "Earliest post date",
+);
+pub const LAST_POST_DATE: Measure = measure(
+    "last_post_date",
+    "MAX(f.dim_date_post_pk)",
+    "DATE",
+    "Latest post date",
+);
+
+/// The measures every view has, in column order.
+pub const STANDARD_MEASURES: [&Measure; 9] = [
+    &TRANSACTIONS,
+    &CPT_UNITS,
+    &GROSS_CHARGES,
+    &PAYMENTS,
+    &ADJUSTMENTS,
+    &COLLECTED,
+    &AR,
+    &GROSS_COLLECTION_RATE,
+    &NET_COLLECTION_RATE,
+];
+
+/// One view: name, what a row is, its grouping columns and any measures beyond the standard ones.
+struct ViewDef {
+    name: &'static str,
+    description: &'static str,
+    grain: &'static [&'static Attribute],
+    extra: &'static [&'static Measure],
+}
+
+const VIEWS: &[ViewDef] = &[
+    ViewDef {
+        name: "kpi_summary",
+        description: "One row: the whole warehouse's totals, collection rates, distinct patients and physicians \
+                      and the range of post dates.",
+        grain: &[],
+        extra: &[&PATIENTS, &PHYSICIANS, &FIRST_POST_DATE, &LAST_POST_DATE],
+    },
+    ViewDef {
+        name: "billing_daily_by_post_date",
+        description: "One row per post date: what was posted that day.",
+        grain: &[&POST_DATE],
+        extra: &[],
+    },
+    ViewDef {
+        name: "billing_daily_by_service_date",
+        description: "One row per service date: the lines for services rendered that day, whenever posted.",
+        grain: &[&SERVICE_DATE],
+        extra: &[],
+    },
+    ViewDef {
+        name: "billing_monthly_by_post_date",
+        description: "One row per month of post date.",
+        grain: &[&POST_MONTH],
+        extra: &[],
+    },
+    ViewDef {
+        name: "billing_monthly_by_service_date",
+        description: "One row per month of service date.",
+        grain: &[&SERVICE_MONTH],
+        extra: &[],
+    },
+    ViewDef {
+        name: "payer_collections_monthly",
+        description: "One row per payer and month of post date: collected versus pending AR.",
+        grain: &[&PAYER_ID, &PAYER_NAME, &POST_MONTH],
+        extra: &[],
+    },
+    ViewDef {
+        name: "physician_productivity",
+        description: "One row per physician: charges, CPT units and payments.",
+        grain: &[&PHYSICIAN_ID, &PHYSICIAN_NAME, &SPECIALTY],
+        extra: &[&PATIENTS],
+    },
+    ViewDef {
+        name: "specialty_productivity",
+        description: "One row per provider specialty.",
+        grain: &[&SPECIALTY],
+        extra: &[&PHYSICIANS, &PATIENTS],
+    },
+    ViewDef {
+        name: "location_breakdown",
+        description: "One row per location (place of service).",
+        grain: &[&LOCATION_ID, &LOCATION_NAME],
+        extra: &[&PATIENTS],
+    },
+    ViewDef {
+        name: "cpt_group_breakdown",
+        description: "One row per CPT grouping.",
+        grain: &[&CPT_GROUPING],
+        extra: &[&PATIENTS],
+    },
+    ViewDef {
+        name: "diagnosis_group_breakdown",
+        description: "One row per diagnosis group (ICD chapter).",
+        grain: &[&DIAGNOSIS_GROUP],
+        extra: &[&PATIENTS],
+    },
+    ViewDef {
+        name: "patient_demographics",
+        description: "One row per age band, gender and state of the patients billed. A patient has one band, \
+                      gender and state, so `patients` adds up across rows.",
+        grain: &[&AGE_BAND, &GENDER, &STATE],
+        extra: &[&PATIENTS],
+    },
+];
+
+/// One column of a view, for the docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDoc {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub meaning: &'static str,
+}
+
+/// One view, for the docs and the QuickSight data sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewDoc {
+    /// Unqualified name; the view is `reporting.<name>`.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub columns: Vec<ColumnDoc>,
+}
+
+impl ViewDoc {
+    /// The schema-qualified, quoted view name.
+    pub fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(REPORTING_SCHEMA),
+            quote_ident(self.name)
+        )
+    }
+}
+
+static VIEW_DOCS: LazyLock<Vec<ViewDoc>> = LazyLock::new(|| {
+    VIEWS
+        .iter()
+        .map(|v| ViewDoc {
+            name: v.name,
+            description: v.description,
+            columns: v
+                .grain
+                .iter()
+                .map(|a| ColumnDoc {
+                    name: a.name,
+                    ty: a.ty,
+                    meaning: a.doc,
+                })
+                .chain(measures_of(v).map(|m| ColumnDoc {
+                    name: m.name,
+                    ty: m.ty,
+                    meaning: m.doc,
+                }))
+                .collect(),
+        })
+        .collect()
+});
+
+/// Every reporting view, in creation order.
+pub fn views() -> &'static [ViewDoc] {
+    &VIEW_DOCS
+}
+
+fn measures_of(v: &ViewDef) -> impl Iterator<Item = &'static Measure> + '_ {
+    STANDARD_MEASURES.into_iter().chain(v.extra.iter().copied())
+}
+
+/// `FROM` the fact table, left-joined to each dimension in `dims` (in a fixed order, each once).
+fn from_sql(dims: &[Dim]) -> String {
+    let mut sql = format!(
+        "FROM {}.{} AS f",
+        quote_ident(DATA_SCHEMA),
+        quote_ident("fact_table")
+    );
+    for d in Dim::ALL.into_iter().filter(|d| dims.contains(d)) {
+        sql.push('\n');
+        sql.push_str(&d.join_sql());
+    }
+    sql
+}
+
+fn select_sql(grain: &[&Attribute], measures: &[&Measure], text: bool) -> (String, Vec<Dim>) {
+    let cast = |expr: &str| {
+        if text {
+            format!("CAST({expr} AS VARCHAR)")
+        } else {
+            expr.to_string()
+        }
+    };
+    let columns: Vec<String> = grain
+        .iter()
+        .map(|a| format!("    {} AS {}", cast(a.sql), a.name))
+        .chain(
+            measures
+                .iter()
+                .map(|m| format!("    {} AS {}", cast(m.sql), m.name)),
+        )
+        .collect();
+    let dims: Vec<Dim> = grain
+        .iter()
+        .filter_map(|a| a.uses)
+        .chain(measures.iter().filter_map(|m| m.uses))
+        .collect();
+    (format!("SELECT\n{}", columns.join(",\n")), dims)
+}
+
+fn group_by_sql(grain: &[&Attribute]) -> String {
+    if grain.is_empty() {
+        String::new()
+    } else {
+        let exprs: Vec<&str> = grain.iter().map(|a| a.sql).collect();
+        format!("\nGROUP BY {}", exprs.join(", "))
+    }
+}
+
+fn view_sql(v: &ViewDef) -> String {
+    let measures: Vec<&Measure> = measures_of(v).collect();
+    let (select, dims) = select_sql(v.grain, &measures, false);
+    format!(
+        "CREATE OR REPLACE VIEW {}.{} AS\n{select}\n{}{}",
+        quote_ident(REPORTING_SCHEMA),
+        quote_ident(v.name),
+        from_sql(&dims),
+        group_by_sql(v.grain)
+    )
+}
+
+/// Statements that create the reporting schema and every view; idempotent, valid on PostgreSQL and Redshift.
+/// Run them after the star schema's tables exist.
+pub fn view_statements() -> Vec<String> {
+    let mut stmts = vec![format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(REPORTING_SCHEMA)
+    )];
+    stmts.extend(VIEWS.iter().map(view_sql));
+    stmts
+}
+
+/// How a query parameter compares with an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `attribute >= date`; the parameter is `YYYY-MM-DD` text.
+    OnOrAfter,
+    /// `attribute <= date`; the parameter is `YYYY-MM-DD` text.
+    OnOrBefore,
+    /// `attribute = parameter` (the parameter's type is the attribute's).
+    Equals,
+}
+
+/// One `WHERE` condition of an ad-hoc aggregate: attribute, comparison and its `$n` parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Condition {
+    pub attribute: &'static Attribute,
+    pub op: Op,
+    /// 1-based parameter number.
+    pub param: usize,
+}
+
+/// An aggregate over the same joins and expressions as the views, filtered by parameterized conditions, with every
+/// column cast to text (exact decimals, dates as `YYYY-MM-DD`), ordered by the grain. For the dashboard.
+pub fn aggregate_sql(
+    grain: &[&Attribute],
+    measures: &[&Measure],
+    conditions: &[Condition],
+) -> String {
+    let (select, mut dims) = select_sql(grain, measures, true);
+    dims.extend(conditions.iter().filter_map(|c| c.attribute.uses));
+    let mut sql = format!("{select}\n{}", from_sql(&dims));
+    for (i, c) in conditions.iter().enumerate() {
+        sql.push_str(if i == 0 { "\nWHERE " } else { "\n  AND " });
+        let p = c.param;
+        let _ = match c.op {
+            Op::OnOrAfter => write!(
+                sql,
+                "{} >= CAST(CAST(${p} AS VARCHAR) AS DATE)",
+                c.attribute.sql
+            ),
+            Op::OnOrBefore => write!(
+                sql,
+                "{} <= CAST(CAST(${p} AS VARCHAR) AS DATE)",
+                c.attribute.sql
+            ),
+            Op::Equals => write!(sql, "{} = ${p}", c.attribute.sql),
+        };
+    }
+    sql.push_str(&group_by_sql(grain));
+    if !grain.is_empty() {
+        let exprs: Vec<&str> = grain.iter().map(|a| a.sql).collect();
+        let _ = write!(sql, "\nORDER BY {}", exprs.join(", "));
+    }
+    sql
+}
+
+/// Markdown documentation of every view, for the README: definitions, then one table of columns per view.
+pub fn markdown() -> String {
+    let mut md = String::from(
+        "All views live in schema `reporting` and are created (or replaced) by `healthetl init`. They aggregate \
+         `health.fact_table` with left joins to the dimensions, so a fact line whose dimension row has not \
+         arrived still counts: its label is `unknown` and its key NULL. Money columns are exact sums of \
+         `NUMERIC(12,2)` columns.\n\n\
+         Signs follow the data: `payments` and `adjustments` are negative when they reduce AR; `collected` is \
+         `-payments`. **Gross collection rate** = collected / gross charges. **Net collection rate** = collected / \
+         (gross charges + adjustments), i.e. payments over what was still collectible once contractual and other \
+         adjustments are taken off. Both are rounded to four places (0.4567 = 45.67%) and NULL when the \
+         denominator is zero; a rate of a group is not the average of its rows' rates — recompute it from the \
+         sums when rolling up.\n\n",
+    );
+    md.push_str(
+        "#### Measures of every view\n\nAfter its grouping columns, every view has these columns, in this order \
+         (some views add more after them):\n\n| column | type | meaning |\n|---|---|---|\n",
+    );
+    for m in STANDARD_MEASURES {
+        let _ = writeln!(md, "| `{}` | {} | {} |", m.name, m.ty, m.doc);
+    }
+    md.push('\n');
+    let standard: Vec<&str> = STANDARD_MEASURES.iter().map(|m| m.name).collect();
+    for v in views() {
+        let _ = writeln!(
+            md,
+            "#### `{}.{}`\n\n{}\n\n| column | type | meaning |\n|---|---|---|",
+            REPORTING_SCHEMA, v.name, v.description
+        );
+        let mut measures_listed = false;
+        for c in &v.columns {
+            if standard.contains(&c.name) {
+                if !measures_listed {
+                    md.push_str(
+                        "| *the measures above* | | `transactions` … `net_collection_rate` |\n",
+                    );
+                    measures_listed = true;
+                }
+            } else {
+                let _ = writeln!(md, "| `{}` | {} | {} |", c.name, c.ty, c.meaning);
+            }
+        }
+        md.push('\n');
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SCHEMA;
+
+    /// Check the declarations against the star schema: every joined table and key exists.
+    fn joins_match_schema() -> Result<(), String> {
+        let fact = SCHEMA
+            .by_name("fact_table")
+            .ok_or_else(|| "no fact_table".to_string())?;
+        for d in Dim::ALL {
+            let table = SCHEMA
+                .by_name(d.table())
+                .ok_or_else(|| format!("no table {}", d.table()))?;
+            if table.primary_key().name != d.key() {
+                return Err(format!("{}'s key is not {}", d.table(), d.key()));
+            }
+            if !fact.columns.iter().any(|c| c.name == d.key()) {
+                return Err(format!("fact_table has no column {}", d.key()));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_joins_name_real_tables_and_keys() {
+        assert_eq!(joins_match_schema(), Ok(()));
+    }
+
+    #[test]
+    fn every_view_is_created_in_the_reporting_schema_after_the_schema_itself() {
+        let stmts = view_statements();
+        assert_eq!(stmts[0], "CREATE SCHEMA IF NOT EXISTS \"reporting\"");
+        assert_eq!(stmts.len(), views().len() + 1);
+        for (stmt, v) in stmts[1..].iter().zip(views()) {
+            assert!(
+                stmt.starts_with(&format!("CREATE OR REPLACE VIEW {} AS", v.qualified())),
+                "{stmt}"
+            );
+        }
+    }
+
+    #[test]
+    fn views_left_join_only_the_dimensions_they_use() {
+        let stmts = view_statements();
+        let payer = stmts
+            .iter()
+            .find(|s| s.contains("\"payer_collections_monthly\""))
+            .unwrap();
+        assert!(payer.contains(
+            "LEFT JOIN \"health\".\"dim_payer\" AS pay ON pay.\"dim_payer_pk\" = f.\"dim_payer_pk\""
+        ));
+        assert!(!payer.contains("dim_patient"), "{payer}");
+        assert!(!payer.contains("INNER JOIN"));
+    }
+
+    #[test]
+    fn the_sql_uses_nothing_redshift_lacks() {
+        for stmt in view_statements() {
+            let upper = stmt.to_ascii_uppercase();
+            for banned in [
+                "FILTER (",
+                "DISTINCT ON",
+                "GENERATE_SERIES",
+                "::",
+                "ILIKE",
+                "DATE_PART(",
+            ] {
+                assert!(!upper.contains(banned), "{banned} in {stmt}");
+            }
+        }
+    }
+
+    #[test]
+    fn column_docs_list_grain_then_standard_then_extra_measures() {
+        let v = views()
+            .iter()
+            .find(|v| v.name == "specialty_productivity")
+            .unwrap();
+        let names: Vec<&str> = v.columns.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "specialty",
+                "transactions",
+                "cpt_units",
+                "gross_charges",
+                "payments",
+                "adjustments",
+                "collected",
+                "ar",
+                "gross_collection_rate",
+                "net_collection_rate",
+                "physicians",
+                "patients"
+            ]
+        );
+        assert!(v.columns.iter().all(|c| !c.meaning.is_empty()));
+    }
+
+    #[test]
+    fn the_markdown_documents_every_view_and_the_rates() {
+        let md = markdown();
+        for v in views() {
+            assert!(
+                md.contains(&format!("`reporting.{}`", v.name)),
+                "{}",
+                v.name
+            );
+        }
+        assert!(md.contains("Gross collection rate"));
+        assert!(md.contains("Net collection rate"));
+    }
+
+    #[test]
+    fn aggregate_sql_filters_with_parameters_only_and_orders_by_the_grain() {
+        let sql = aggregate_sql(
+            &[&PAYER_ID, &PAYER_NAME],
+            &[&TRANSACTIONS, &GROSS_CHARGES],
+            &[
+                Condition {
+                    attribute: &POST_DATE,
+                    op: Op::OnOrAfter,
+                    param: 1,
+                },
+                Condition {
+                    attribute: &SPECIALTY,
+                    op: Op::Equals,
+                    param: 2,
+                },
+            ],
+        );
+        assert!(
+            sql.contains("WHERE f.dim_date_post_pk >= CAST(CAST($1 AS VARCHAR) AS DATE)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("AND COALESCE(phy.provider_specialty, 'unknown') = $2"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("LEFT JOIN \"health\".\"dim_physician\" AS phy"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("CAST(COUNT(*) AS VARCHAR) AS transactions"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("ORDER BY pay.dim_payer_pk, COALESCE(pay.payer_name, 'unknown')"),
+            "{sql}"
+        );
+    }
+}

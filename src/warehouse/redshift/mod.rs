@@ -1,0 +1,566 @@
+//! The Redshift loader: the object's cleaned rows, staged once as gzip CSV parts in S3, loaded in one transaction —
+//! lock, ledger check, temporary staging table, `COPY … FROM` the manifest, de-duplication, delete-then-insert,
+//! ledger row, commit — retried with backoff on serialization conflicts and broken connections, then the staged
+//! objects removed.
+
+pub mod auth;
+pub mod sql;
+pub mod staging;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::{SimpleQueryMessage, Transaction};
+
+use super::connection::Connection;
+use super::postgres::{Committed, LedgerEntry, WarehouseError, describe};
+use crate::schema::{DATA_SCHEMA, ETL_SCHEMA, Table, quote_ident};
+use staging::{PartFile, StagedLoad, bucket_of, timestamptz};
+
+/// Parts per load when the slice count cannot be read (e.g. Serverless without access to `stv_slices`).
+pub const FALLBACK_PARTS: usize = 4;
+/// The most parts one load is split into.
+pub const MAX_PARTS: usize = 128;
+
+/// The future of a [`RedshiftOnly`] statement.
+pub type StatementFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs the statements only Redshift can execute: `CREATE TABLE` with distribution, sort and encoding attributes
+/// (and the ledger's `IDENTITY`), and `COPY … FROM 's3://…' IAM_ROLE …`. In production that is [`Server`], which
+/// sends them as they are; everything else the loader sends goes straight to the connection. The integration tests
+/// put a PostgreSQL stand-in here, and only here.
+pub trait RedshiftOnly: Send + Sync {
+    fn execute<'a>(&'a self, tx: &'a Transaction<'a>, statement: &'a str) -> StatementFuture<'a>;
+}
+
+/// The real server: statements are sent unchanged.
+pub struct Server;
+
+impl RedshiftOnly for Server {
+    fn execute<'a>(&'a self, tx: &'a Transaction<'a>, statement: &'a str) -> StatementFuture<'a> {
+        Box::pin(tx.batch_execute(statement))
+    }
+}
+
+/// How a failed load transaction is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// The wait after the first failure; it doubles after each further one.
+    pub first_delay: Duration,
+    /// The longest wait.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before try `attempt + 1`: exponential, with up to 50% jitter so conflicting loads drift apart.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = self
+            .first_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_delay);
+        exp.mul_f64(1.0 + jitter.clamp(0.0, 1.0) * 0.5)
+    }
+}
+
+/// What the Redshift loader needs besides its connection.
+#[derive(Debug, Clone)]
+pub struct RedshiftSettings {
+    /// The IAM role Redshift assumes to read the staged parts (`COPY … IAM_ROLE`).
+    pub copy_role_arn: String,
+    /// Where parts are staged; `None`: the source object's own bucket.
+    pub staging_bucket: Option<String>,
+    /// Key prefix of staged loads (`staging/`).
+    pub staging_prefix: String,
+    /// Parts per load; `None`: one per slice of the cluster.
+    pub parts: Option<usize>,
+    pub retry: RetryPolicy,
+    /// Local directory for part files while they are written.
+    pub work_dir: PathBuf,
+}
+
+/// How a failed retry loop ended, or what the next step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Not transient: fail now.
+    No,
+    /// A conflict: roll back and run the transaction again.
+    Again,
+    /// The connection broke: connect anew, then run it again.
+    Reconnect,
+}
+
+/// Whether an error from the server is worth another try: serialization failures (SQLSTATE 40001; Redshift's
+/// error 1023 "Serializable isolation violation", which it reports under its own code), deadlocks, and connection
+/// exceptions or shutdowns.
+pub fn retry_for(code: &str, message: &str, detail: Option<&str>) -> Retry {
+    let redshift_conflict = message.trim_start().starts_with("1023")
+        || message.contains("Serializable isolation violation")
+        || detail.is_some_and(|d| d.contains("Serializable isolation violation"));
+    if code == "40001" || code == "40P01" || redshift_conflict {
+        Retry::Again
+    } else if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") {
+        Retry::Reconnect
+    } else {
+        Retry::No
+    }
+}
+
+/// [`retry_for`] of a driver error; an error without a server message means the connection is gone.
+pub fn classify(e: &tokio_postgres::Error) -> Retry {
+    match e.as_db_error() {
+        Some(db) => retry_for(db.code().code(), db.message(), db.detail()),
+        None if e.is_closed() => Retry::Reconnect,
+        None => {
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                if s.is::<std::io::Error>() {
+                    return Retry::Reconnect;
+                }
+                source = s.source();
+            }
+            Retry::No
+        }
+    }
+}
+
+/// One try's failure.
+enum AttemptError {
+    Db {
+        context: &'static str,
+        error: tokio_postgres::Error,
+    },
+    Connect(WarehouseError),
+    Fatal(WarehouseError),
+}
+
+fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AttemptError {
+    move |error| AttemptError::Db { context, error }
+}
+
+/// What a load came to.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadOutcome {
+    Loaded(Committed),
+    /// The ledger already had this identity (another worker loaded it meanwhile).
+    AlreadyLoaded,
+}
+
+/// One object's load: its staged part files and ledger facts.
+pub struct LoadRequest<'a> {
+    /// Names the S3 folder of the parts.
+    pub load_id: &'a str,
+    /// The object's URI (its bucket is the default staging bucket).
+    pub uri: &'a str,
+    pub parts: &'a [PartFile],
+    /// Whether duplicate keys may be staged (keys were not strictly increasing).
+    pub dedupe: bool,
+    pub entry: LedgerEntry<'a>,
+    pub started: SystemTime,
+}
+
+/// The Redshift warehouse: a connection, an S3 client for staging, and the statements only Redshift runs.
+pub struct Redshift {
+    connection: Connection,
+    s3: aws_sdk_s3::Client,
+    settings: RedshiftSettings,
+    server: Arc<dyn RedshiftOnly>,
+    slices: Option<usize>,
+}
+
+impl Redshift {
+    pub fn new(connection: Connection, s3: aws_sdk_s3::Client, settings: RedshiftSettings) -> Self {
+        Redshift {
+            connection,
+            s3,
+            settings,
+            server: Arc::new(Server),
+            slices: None,
+        }
+    }
+
+    /// Run the Redshift-only statements through `server` (the integration tests' PostgreSQL stand-in).
+    pub fn with_server(mut self, server: Arc<dyn RedshiftOnly>) -> Self {
+        self.server = server;
+        self
+    }
+
+    pub fn settings(&self) -> &RedshiftSettings {
+        &self.settings
+    }
+
+    /// Create schemas, tables and the ledger (idempotent), retried like a load: concurrent cold starts may race.
+    pub async fn init(&mut self) -> Result<(), WarehouseError> {
+        let mut attempt = 1;
+        loop {
+            let failure = match self.init_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            self.after_failure(failure, attempt, "init").await?;
+            attempt += 1;
+        }
+    }
+
+    async fn init_once(&mut self) -> Result<(), AttemptError> {
+        let server = self.server.clone();
+        let client = self
+            .connection
+            .client()
+            .await
+            .map_err(AttemptError::Connect)?;
+        let tx = client.transaction().await.map_err(db("starting init"))?;
+        for schema in [DATA_SCHEMA, ETL_SCHEMA] {
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            ))
+            .await
+            .map_err(db("creating the schemas"))?;
+        }
+        for table in &crate::schema::SCHEMA.tables {
+            server
+                .execute(&tx, &sql::create_table(table))
+                .await
+                .map_err(db("creating the tables"))?;
+        }
+        server
+            .execute(&tx, &sql::create_ledger())
+            .await
+            .map_err(db("creating the ledger"))?;
+        tx.commit().await.map_err(db("committing init"))
+    }
+
+    /// Whether the ledger already has this identity for this table: a cheap check before parsing and staging.
+    /// Best effort (`false` on any error): the check inside the load transaction is the one that counts.
+    pub async fn already_loaded(&mut self, table: &Table, identity: &str) -> bool {
+        let client = match self.connection.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ledger pre-check skipped");
+                return false;
+            }
+        };
+        match client
+            .query_opt(&sql::ledger_lookup(), &[&identity, &table.name])
+            .await
+        {
+            Ok(row) => row.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "ledger pre-check skipped");
+                false
+            }
+        }
+    }
+
+    /// How many parts to stage: configured, or one per slice (read once), or [`FALLBACK_PARTS`].
+    pub async fn parts_wanted(&mut self) -> usize {
+        if let Some(n) = self.settings.parts.or(self.slices) {
+            return n.clamp(1, MAX_PARTS);
+        }
+        let counted = match self.connection.client().await {
+            Ok(client) => client
+                .query_one(sql::slice_count(), &[])
+                .await
+                .map_err(|e| describe(&e))
+                .and_then(|row| row.try_get::<_, i64>(0).map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        let n = match counted {
+            Ok(n) if n > 0 => usize::try_from(n).unwrap_or(MAX_PARTS),
+            Ok(_) => FALLBACK_PARTS,
+            Err(e) => {
+                tracing::warn!(error = %e, parts = FALLBACK_PARTS, "slice count unavailable");
+                FALLBACK_PARTS
+            }
+        };
+        self.slices = Some(n);
+        n.clamp(1, MAX_PARTS)
+    }
+
+    /// Upload the parts, load them in one transaction (retried), and remove the staged objects whatever happened.
+    pub async fn load(
+        &mut self,
+        table: &Table,
+        request: &LoadRequest<'_>,
+    ) -> Result<LoadOutcome, WarehouseError> {
+        let staged = if request.parts.is_empty() {
+            None
+        } else {
+            let bucket = self
+                .settings
+                .staging_bucket
+                .as_deref()
+                .or_else(|| bucket_of(request.uri))
+                .ok_or_else(|| {
+                    WarehouseError::Staging(format!(
+                        "{} is not in S3 and no STAGING_BUCKET is configured",
+                        request.uri
+                    ))
+                })?
+                .to_string();
+            let folder = format!("{}{}/", self.settings.staging_prefix, request.load_id);
+            tracing::debug!(bucket = %bucket, folder = %folder, parts = request.parts.len(),
+                bytes = request.parts.iter().map(|p| p.bytes).sum::<u64>(), "staging parts");
+            Some(
+                staging::upload(&self.s3, &bucket, &folder, request.parts)
+                    .await
+                    .map_err(WarehouseError::Staging)?,
+            )
+        };
+        let result = self.transaction(table, staged.as_ref(), request).await;
+        if let Some(staged) = &staged {
+            staging::remove(&self.s3, staged).await;
+        }
+        result
+    }
+
+    async fn transaction(
+        &mut self,
+        table: &Table,
+        staged: Option<&StagedLoad>,
+        request: &LoadRequest<'_>,
+    ) -> Result<LoadOutcome, WarehouseError> {
+        let mut attempt = 1;
+        loop {
+            let failure = match self.attempt(table, staged, request).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => e,
+            };
+            self.after_failure(failure, attempt, &table.name).await?;
+            attempt += 1;
+        }
+    }
+
+    /// Decide whether to try again after try `attempt` failed: `Err` to stop, `Ok` after waiting (and dropping the
+    /// connection when it broke).
+    async fn after_failure(
+        &mut self,
+        failure: AttemptError,
+        attempt: u32,
+        what: &str,
+    ) -> Result<(), WarehouseError> {
+        let (retry, context, detail) = match failure {
+            AttemptError::Fatal(e) => return Err(e),
+            AttemptError::Connect(e) => (Retry::Reconnect, "connecting", e.to_string()),
+            AttemptError::Db { context, error } => (classify(&error), context, describe(&error)),
+        };
+        if retry == Retry::No {
+            return Err(WarehouseError::Db { context, detail });
+        }
+        let policy = self.settings.retry;
+        if attempt >= policy.attempts {
+            return Err(WarehouseError::GaveUp {
+                attempts: attempt,
+                context,
+                detail,
+            });
+        }
+        if retry == Retry::Reconnect {
+            self.connection.reset();
+        }
+        let jitter = f64::from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos()
+                % 1000,
+        ) / 1000.0;
+        let delay = policy.delay(attempt, jitter);
+        tracing::warn!(what, attempt, context, error = %detail, delay_ms = delay.as_millis() as u64,
+            "warehouse transaction failed; trying again");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    async fn attempt(
+        &mut self,
+        table: &Table,
+        staged: Option<&StagedLoad>,
+        request: &LoadRequest<'_>,
+    ) -> Result<LoadOutcome, AttemptError> {
+        let server = self.server.clone();
+        let role = self.settings.copy_role_arn.clone();
+        let entry = &request.entry;
+        let client = self
+            .connection
+            .client()
+            .await
+            .map_err(AttemptError::Connect)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db("starting the load transaction"))?;
+        tx.batch_execute(&sql::lock(table))
+            .await
+            .map_err(db("locking the table and the ledger"))?;
+        if !entry.forced
+            && tx
+                .query_opt(&sql::ledger_lookup(), &[&entry.identity, &table.name])
+                .await
+                .map_err(db("reading the ledger"))?
+                .is_some()
+        {
+            return Ok(LoadOutcome::AlreadyLoaded);
+        }
+        let (staged_rows, rows_loaded) = match staged {
+            None => (0, 0),
+            Some(staged) => {
+                tx.batch_execute(&sql::create_staging(table))
+                    .await
+                    .map_err(db("creating the staging table"))?;
+                tx.batch_execute(&sql::add_line_column())
+                    .await
+                    .map_err(db("creating the staging table"))?;
+                server
+                    .execute(&tx, &sql::copy(table, &staged.manifest_url, &role))
+                    .await
+                    .map_err(db("copying the staged parts from S3"))?;
+                let copied = count(
+                    &tx,
+                    &format!("SELECT COUNT(*) FROM {}", quote_ident(super::STAGING)),
+                )
+                .await
+                .map_err(db("counting the staged rows"))?;
+                if copied != staged.rows {
+                    return Err(AttemptError::Fatal(WarehouseError::Db {
+                        context: "copying the staged parts from S3",
+                        detail: format!(
+                            "COPY loaded {copied} rows but the parts under {} hold {}",
+                            staged.manifest_url, staged.rows
+                        ),
+                    }));
+                }
+                affected(&tx, &sql::delete_replaced(table))
+                    .await
+                    .map_err(db("replacing rows"))?;
+                let inserted = affected(&tx, &sql::insert_staged(table, request.dedupe))
+                    .await
+                    .map_err(db("inserting rows"))?;
+                tx.batch_execute(&sql::drop_staging())
+                    .await
+                    .map_err(db("dropping the staging table"))?;
+                (staged.rows, inserted)
+            }
+        };
+        let rows_duplicate = staged_rows.saturating_sub(rows_loaded);
+        let started = timestamptz(request.started);
+        let finished = timestamptz(SystemTime::now());
+        tx.execute(
+            &sql::ledger_insert(),
+            &[
+                &entry.source,
+                &entry.identity,
+                &table.name,
+                &(entry.rows_read as i64),
+                &(rows_loaded as i64),
+                &(entry.rows_rejected as i64),
+                &(rows_duplicate as i64),
+                &entry.forced,
+                &entry.encoding,
+                &started,
+                &finished,
+            ],
+        )
+        .await
+        .map_err(db("writing the ledger"))?;
+        let load_id: Option<i64> = tx
+            .query_one(
+                &sql::ledger_load_id(),
+                &[&entry.identity, &table.name, &finished],
+            )
+            .await
+            .map_err(db("reading the ledger row back"))?
+            .get(0);
+        tx.commit().await.map_err(db("committing"))?;
+        Ok(LoadOutcome::Loaded(Committed {
+            load_id: load_id.unwrap_or_default(),
+            rows_loaded,
+            rows_duplicate,
+        }))
+    }
+}
+
+/// Rows affected by a statement without parameters (simple query protocol, as Redshift reports them).
+async fn affected(tx: &Transaction<'_>, statement: &str) -> Result<u64, tokio_postgres::Error> {
+    let messages = tx.simple_query(statement).await?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .sum())
+}
+
+/// The single number a `SELECT COUNT(*)` returns.
+async fn count(tx: &Transaction<'_>, statement: &str) -> Result<u64, tokio_postgres::Error> {
+    let row = tx.query_one(statement, &[]).await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialization_conflicts_and_broken_connections_are_retried() {
+        assert_eq!(
+            retry_for("40001", "could not serialize", None),
+            Retry::Again
+        );
+        assert_eq!(retry_for("40P01", "deadlock detected", None), Retry::Again);
+        assert_eq!(
+            retry_for(
+                "XX000",
+                "1023",
+                Some(
+                    "Serializable isolation violation on table - 101, transactions forming the cycle are: 1, 2"
+                )
+            ),
+            Retry::Again
+        );
+        assert_eq!(
+            retry_for("XX000", "Serializable isolation violation on table", None),
+            Retry::Again
+        );
+        assert_eq!(
+            retry_for("08006", "connection failure", None),
+            Retry::Reconnect
+        );
+        assert_eq!(
+            retry_for("57P01", "terminating connection", None),
+            Retry::Reconnect
+        );
+        assert_eq!(retry_for("42601", "syntax error", None), Retry::No);
+        assert_eq!(
+            retry_for("XX000", "Load into table 'healthetl_staging' failed", None),
+            Retry::No
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_ceiling_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.delay(2, 0.0), Duration::from_millis(1000));
+        assert_eq!(p.delay(3, 0.0), Duration::from_millis(2000));
+        assert_eq!(p.delay(10, 0.0), Duration::from_secs(8));
+        assert_eq!(p.delay(1, 1.0), Duration::from_millis(750));
+    }
+}

@@ -1,0 +1,303 @@
+//! Every statement the Redshift loader sends, built from the schema declaration only (never from input): the
+//! DDL with Redshift's table attributes, the lock, the ledger, the staging table, the COPY from S3 and the merge.
+//!
+//! Table attributes, and why:
+//! - Dimensions are `DISTSTYLE ALL`: they are small, and a full copy on every node makes every join from the fact
+//!   table local whatever the fact table's distribution. Sorted by their key, which the merge's delete probes.
+//! - `fact_table` is `DISTKEY (fact_table_pk)`: with every dimension on every node, the fact table's distribution
+//!   does not move join data; it decides balance and the cost of the load. The primary key is unique, so slices get
+//!   equal shares (no skew from a busy patient or payer), and the staging table, created `LIKE` the target,
+//!   inherits the key: the merge's delete-by-key and insert run slice-local, without redistributing either side.
+//!   A dimension key such as `dim_patient_pk` would co-locate only per-patient aggregation, at the price of skew.
+//! - `fact_table` is `COMPOUND SORTKEY (dim_date_post_pk)`: billing questions (charges, payments and AR by month,
+//!   period-over-period) filter on the post date, so zone maps skip every block outside the range; files arrive
+//!   roughly in post-date order, so new rows land mostly sorted and VACUUM SORT has little to do.
+//! - `ENCODE AUTO` everywhere: Redshift picks and revises column compression.
+//!
+//! Redshift's `VARCHAR(n)` counts bytes, PostgreSQL's characters. A column declared for `n` characters is created
+//! as `VARCHAR(4n)` (a UTF-8 character has at most four bytes; capped at 65535) so any value the character-length
+//! check accepts fits; the check itself stays in the transform, in characters.
+
+use crate::schema::{
+    Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, TableKind, quote_ident,
+};
+use crate::warehouse::{LINE_COLUMN, STAGING, ledger};
+
+/// The fact table's sort key column (see the module docs for the choice).
+pub const FACT_SORT_KEY: &str = "dim_date_post_pk";
+
+/// The largest `VARCHAR` Redshift accepts, in bytes.
+pub const MAX_VARCHAR_BYTES: u32 = 65535;
+
+/// The Redshift spelling of a column type.
+pub fn column_type(ty: ColumnType) -> String {
+    match ty {
+        ColumnType::Varchar(chars) => format!("VARCHAR({})", varchar_bytes(chars)),
+        other => other.sql(),
+    }
+}
+
+/// Bytes needed for `chars` characters of UTF-8.
+pub fn varchar_bytes(chars: u32) -> u32 {
+    chars.saturating_mul(4).min(MAX_VARCHAR_BYTES)
+}
+
+/// How a table is distributed and sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableAttributes {
+    /// `DISTSTYLE ALL`, or `DISTSTYLE KEY DISTKEY (column)`.
+    pub distribution: Distribution,
+    /// Compound sort key columns.
+    pub sort_key: Vec<String>,
+}
+
+/// A Redshift distribution style.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Distribution {
+    All,
+    Key(String),
+}
+
+/// The attributes of one star-schema table (see the module docs).
+pub fn attributes(table: &Table) -> TableAttributes {
+    let pk = table.primary_key().name.clone();
+    match table.kind {
+        TableKind::Dimension => TableAttributes {
+            distribution: Distribution::All,
+            sort_key: vec![pk],
+        },
+        TableKind::Fact => TableAttributes {
+            distribution: Distribution::Key(pk),
+            sort_key: vec![FACT_SORT_KEY.to_string()],
+        },
+    }
+}
+
+fn attribute_lines(attrs: &TableAttributes) -> String {
+    let quoted: Vec<String> = attrs.sort_key.iter().map(|c| quote_ident(c)).collect();
+    let distribution = match &attrs.distribution {
+        Distribution::All => "DISTSTYLE ALL".to_string(),
+        Distribution::Key(c) => format!("DISTSTYLE KEY\nDISTKEY ({})", quote_ident(c)),
+    };
+    format!(
+        "{distribution}\nCOMPOUND SORTKEY ({})\nENCODE AUTO",
+        quoted.join(", ")
+    )
+}
+
+fn column_line(c: &Column, is_pk: bool) -> String {
+    let not_null = if is_pk { " NOT NULL" } else { "" };
+    format!(
+        "    {} {}{not_null},\n",
+        quote_ident(&c.name),
+        column_type(c.ty)
+    )
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for Redshift: the columns, the (informational) primary key, then the table
+/// attributes, each on its own line after the closing parenthesis.
+pub fn create_table(table: &Table) -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.qualified());
+    for (i, c) in table.columns.iter().enumerate() {
+        sql.push_str(&column_line(c, i == table.pk_index));
+    }
+    sql.push_str(&format!(
+        "    PRIMARY KEY ({})\n)\n{}",
+        quote_ident(&table.primary_key().name),
+        attribute_lines(&attributes(table))
+    ));
+    sql
+}
+
+/// The ledger: PostgreSQL's columns, with an `IDENTITY` key and byte-sized `VARCHAR`s; sorted for the lookup by
+/// table and identity.
+pub fn create_ledger() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    load_id BIGINT IDENTITY(1,1) NOT NULL,
+    source VARCHAR(4096) NOT NULL,
+    object_identity VARCHAR(1024) NOT NULL,
+    table_name VARCHAR(256) NOT NULL,
+    status VARCHAR(64) NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_rejected BIGINT NOT NULL,
+    rows_duplicate BIGINT NOT NULL,
+    forced BOOLEAN NOT NULL,
+    encoding VARCHAR(64) NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (load_id)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (table_name, object_identity)
+ENCODE AUTO",
+        ledger()
+    )
+}
+
+/// Schemas, every table and the ledger; each statement is idempotent.
+pub fn init_statements() -> Vec<String> {
+    let mut stmts = vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
+    ];
+    stmts.extend(SCHEMA.tables.iter().map(create_table));
+    stmts.push(create_ledger());
+    stmts
+}
+
+/// How many slices the cluster has: one staged part per slice lets COPY use them all.
+pub fn slice_count() -> &'static str {
+    "SELECT COUNT(*) FROM stv_slices"
+}
+
+/// Serialize loads: the target against other loads of it, and the ledger against every other load. Redshift
+/// checks serializable isolation per table and every load reads and writes the ledger, so loads of two tables
+/// running side by side would abort one another; taken first in the transaction, the lock makes them wait instead.
+/// (Redshift's LOCK is exclusive: readers of these two tables wait for the commit.)
+pub fn lock(table: &Table) -> String {
+    format!("LOCK {}, {}", table.qualified(), ledger())
+}
+
+/// Whether this identity is already loaded into this table (`$1` identity, `$2` table name).
+pub fn ledger_lookup() -> String {
+    format!(
+        "SELECT load_id FROM {} WHERE object_identity = $1::VARCHAR AND table_name = $2::VARCHAR \
+         AND status = 'loaded' LIMIT 1",
+        ledger()
+    )
+}
+
+/// The session's staging table, with the target's columns, types and distribution (temporary tables live until
+/// the session ends in Redshift, so the load drops it before committing).
+pub fn create_staging(table: &Table) -> String {
+    format!(
+        "CREATE TEMP TABLE {} (LIKE {})",
+        quote_ident(STAGING),
+        table.qualified()
+    )
+}
+
+/// The staged rows' source line, to keep the last of duplicate keys.
+pub fn add_line_column() -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} BIGINT",
+        quote_ident(STAGING),
+        quote_ident(LINE_COLUMN)
+    )
+}
+
+/// The COPY options, exactly as the staged parts are written (see [`crate::transform::Csv`]): CSV with `"` quotes
+/// (doubled inside values; commas, CR and LF inside quotes are data), NULL as an unquoted empty field (no text value
+/// is ever empty), dates as `YYYY-MM-DD`, numbers plain, UTF-8 (invalid bytes fail the load rather than being
+/// replaced), gzip parts listed in a manifest. No statistics or compression analysis on the temporary table.
+pub const COPY_OPTIONS: &str = "FORMAT AS CSV QUOTE AS '\"' DELIMITER ',' NULL AS '' GZIP MANIFEST \
+     DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF";
+
+/// `COPY` the staged parts named by the manifest at `manifest_url` into the staging table, reading S3 as `role`.
+pub fn copy(table: &Table, manifest_url: &str, role_arn: &str) -> String {
+    format!(
+        "COPY {} ({}, {}) FROM {} IAM_ROLE {} {COPY_OPTIONS}",
+        quote_ident(STAGING),
+        table.column_list(),
+        quote_ident(LINE_COLUMN),
+        literal(manifest_url),
+        literal(role_arn)
+    )
+}
+
+/// Delete the target rows that staged rows replace.
+pub fn delete_replaced(table: &Table) -> String {
+    let pk = quote_ident(&table.primary_key().name);
+    let target = table.qualified();
+    let staging = quote_ident(STAGING);
+    format!("DELETE FROM {target} USING {staging} WHERE {target}.{pk} = {staging}.{pk}")
+}
+
+/// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key; Redshift has
+/// no `DISTINCT ON`, so a window ranks them. Without duplicates (keys strictly increasing) the rows go straight in.
+pub fn insert_staged(table: &Table, dedupe: bool) -> String {
+    let cols = table.column_list();
+    let staging = quote_ident(STAGING);
+    let select = if dedupe {
+        format!(
+            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {} DESC) AS \"_rank\" \
+             FROM {staging}) AS ranked WHERE \"_rank\" = 1",
+            quote_ident(&table.primary_key().name),
+            quote_ident(LINE_COLUMN)
+        )
+    } else {
+        format!("SELECT {cols} FROM {staging}")
+    };
+    format!("INSERT INTO {} ({cols}) {select}", table.qualified())
+}
+
+/// Drop the staging table before the commit (a later load in the same session creates it again).
+pub fn drop_staging() -> String {
+    format!("DROP TABLE {}", quote_ident(STAGING))
+}
+
+/// Record a committed load. Redshift has no `RETURNING` and no statement-time `now()` on user tables: the times
+/// come from the loader as text (`YYYY-MM-DD HH:MM:SS.ffffff+00`), and [`ledger_load_id`] reads the key back.
+pub fn ledger_insert() -> String {
+    format!(
+        "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
+         rows_duplicate, forced, encoding, started_at, finished_at) \
+         VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, \
+         $8::BOOLEAN, $9::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
+        ledger()
+    )
+}
+
+/// The key of the row [`ledger_insert`] just wrote (`$1` identity, `$2` table, `$3` its finished_at): the ledger
+/// is locked by this transaction, so no other row can match.
+pub fn ledger_load_id() -> String {
+    format!(
+        "SELECT MAX(load_id) FROM {} WHERE object_identity = $1::VARCHAR AND table_name = $2::VARCHAR \
+         AND finished_at = $3::VARCHAR::TIMESTAMPTZ",
+        ledger()
+    )
+}
+
+/// A single-quoted SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varchar_lengths_are_bytes_for_four_byte_characters() {
+        assert_eq!(varchar_bytes(32), 128);
+        assert_eq!(varchar_bytes(500), 2000);
+        assert_eq!(varchar_bytes(20_000), 65535);
+        assert_eq!(column_type(ColumnType::Varchar(200)), "VARCHAR(800)");
+        assert_eq!(column_type(ColumnType::BigInt), "BIGINT");
+    }
+
+    #[test]
+    fn the_fact_sort_key_is_a_fact_table_column() {
+        let fact = SCHEMA.by_name("fact_table").unwrap();
+        assert!(fact.columns.iter().any(|c| c.name == FACT_SORT_KEY));
+        assert_eq!(fact.kind, TableKind::Fact);
+    }
+
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn every_table_is_created_with_its_attributes() {
+        let all = init_statements();
+        assert_eq!(all.len(), 2 + SCHEMA.tables.len() + 1);
+        for t in &SCHEMA.tables {
+            let ddl = create_table(t);
+            assert!(ddl.ends_with("ENCODE AUTO"), "{ddl}");
+            assert!(!ddl.contains("SERIAL") && !ddl.contains("INDEX"), "{ddl}");
+        }
+    }
+}
