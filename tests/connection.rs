@@ -1,0 +1,140 @@
+//! Warehouse connections as the Lambda makes them: TLS modes against the local PostgreSQL (which serves TLS with
+//! a self-signed certificate), and the password from a Secrets Manager secret served by moto_server.
+
+#[allow(dead_code)] // each test binary uses only some of the shared helpers
+mod common;
+
+use std::str::FromStr;
+
+use common::TestDb;
+use common::moto::{Moto, sdk_config};
+use healthetl::config::{Config, Database, SslMode};
+use healthetl::handler::{StartupError, connection_from};
+use healthetl::warehouse::Postgres;
+use healthetl::warehouse::postgres::tls_connector;
+
+async fn ssl_in_use(pg: &mut Postgres) -> bool {
+    let client = pg.client().await.expect("connects");
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sslmode_require_encrypts_the_connection_and_disable_does_not() {
+    let db = TestDb::new("tls_require").await;
+    let config = tokio_postgres::Config::from_str(&db.url).unwrap();
+    let tls = tls_connector(&SslMode::Require, None).unwrap();
+    assert!(tls.is_some());
+    let mut encrypted = Postgres::with_config(config.clone(), tls);
+    assert!(ssl_in_use(&mut encrypted).await, "require must use TLS");
+    encrypted.init().await.expect("init over TLS");
+    let mut plain = Postgres::with_config(config, tls_connector(&SslMode::Disable, None).unwrap());
+    assert!(!ssl_in_use(&mut plain).await, "disable must not use TLS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sslmode_verify_full_refuses_a_certificate_it_cannot_verify() {
+    let db = TestDb::new("tls_verify").await;
+    let config = tokio_postgres::Config::from_str(&db.url).unwrap();
+    let tls = tls_connector(&SslMode::VerifyFull, None).unwrap();
+    let mut pg = Postgres::with_config(config, tls);
+    let err = match pg.client().await {
+        Ok(_) => panic!("a self-signed certificate must not verify"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_ca_bundle_is_a_clear_configuration_error() {
+    let missing = std::path::Path::new("/nonexistent/rds-ca.pem");
+    let err = match tls_connector(&SslMode::VerifyFull, Some(missing)) {
+        Ok(_) => panic!("a missing bundle must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("/nonexistent/rds-ca.pem"), "{err}");
+}
+
+fn secret_config(arn: &str) -> Config {
+    Config::from_lookup(|k| match k {
+        "DB_SECRET_ARN" => Some(arn.to_string()),
+        "DB_SSLMODE" => Some("disable".to_string()),
+        _ => None,
+    })
+    .expect("config")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_comes_from_the_secrets_manager_secret() {
+    let db = TestDb::new("secret").await;
+    let moto = Moto::start().await;
+    let sdk = sdk_config(&moto.endpoint).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let password = "never-printed-Pa55";
+    let secret = serde_json::json!({
+        "engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "postgres",
+        "password": password, "dbname": db.name,
+    });
+    let arn = secrets
+        .create_secret()
+        .name("healthetl/warehouse")
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let config = secret_config(&arn);
+    assert!(matches!(config.database, Database::Parts { .. }));
+    assert!(!format!("{config:?}").contains(password));
+    let connection = connection_from(&config, &sdk)
+        .await
+        .expect("connection from secret");
+    let mut pg = Postgres::with_connection(connection);
+    pg.init()
+        .await
+        .expect("init through the secret's connection");
+    let client = pg.client().await.unwrap();
+    let name: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        name, db.name,
+        "host, port, user and dbname came from the secret"
+    );
+
+    let malformed = secrets
+        .create_secret()
+        .name("healthetl/broken")
+        .secret_string(format!("{{\"password\": 5, \"note\": \"{password}\"}}"))
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let err = match connection_from(&secret_config(&malformed), &sdk).await {
+        Ok(_) => panic!("a malformed secret must be refused"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StartupError::Secret { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&malformed) && !text.contains(password),
+        "{text}"
+    );
+
+    let missing_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf";
+    let err = match connection_from(&secret_config(missing_arn), &sdk).await {
+        Ok(_) => panic!("a missing secret must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(missing_arn), "{err}");
+}
