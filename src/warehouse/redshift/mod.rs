@@ -243,6 +243,11 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
+        for stmt in crate::reporting::view_statements() {
+            tx.batch_execute(&stmt)
+                .await
+                .map_err(db("creating the reporting views"))?;
+        }
         tx.commit().await.map_err(db("committing init"))
     }
 
