@@ -144,20 +144,26 @@ pub async fn load(
         }
         reports.push(report);
     }
+    Ok(print_reports(&reports, json))
+}
+
+/// Print the reports (a summary table, or JSON) and choose the exit code: success when every object was loaded or
+/// skipped.
+fn print_reports(reports: &[LoadReport], json: bool) -> ExitCode {
     if json {
-        let out = serde_json::json!({ "objects": reports, "totals": totals(&reports) });
+        let out = serde_json::json!({ "objects": reports, "totals": totals(reports) });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        print!("{}", summary_text(&reports));
+        print!("{}", summary_text(reports));
     }
     let ok = reports
         .iter()
         .all(|r| matches!(r.status, Status::Loaded | Status::Skipped));
-    Ok(if ok {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 fn unreadable(file: &Path, e: &std::io::Error) -> LoadReport {
@@ -296,20 +302,7 @@ pub async fn worker(
     let sdk = crate::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let reports = crate::worker::run(&handler, &sqs, options).await?;
-    if json {
-        let out = serde_json::json!({ "objects": reports, "totals": totals(&reports) });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        print!("{}", summary_text(&reports));
-    }
-    let ok = reports
-        .iter()
-        .all(|r| matches!(r.status, Status::Loaded | Status::Skipped));
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(print_reports(&reports, json))
 }
 
 /// `healthetl ingest`: upload a folder or a Kaggle dataset to the bucket.
