@@ -293,24 +293,16 @@ async fn load_sample_with_binary(db: &TestDb, rejects: &Path, extra: &[&str]) ->
     run_bin(Some(&db.url), &repo(), args).await
 }
 
-const FACT_HEADER: [&str; 16] = [
-    "FactTablePK",
-    "dimPatientPK",
-    "dimPhysicianPK",
-    "dimDatePostPK",
-    "dimDateServicePK",
-    "dimCPTCodePK",
-    "dimPayerPK",
-    "dimTransactionPK",
-    "dimLocationPK",
-    "PatientNumber",
-    "dimDiagnosisCodePK",
-    "CPTUnits",
-    "GrossCharge",
-    "Payment",
-    "Adjustment",
-    "AR",
-];
+/// The fact table's source headers, from the schema declaration.
+fn fact_header() -> Vec<&'static str> {
+    healthetl::schema::SCHEMA
+        .by_name("fact_table")
+        .expect("fact_table is declared")
+        .columns
+        .iter()
+        .map(|c| c.source)
+        .collect()
+}
 
 /// A fact record with plain values, `overrides` by source header.
 fn fact_record(pk: u32, overrides: &[(&str, &str)]) -> Vec<String> {
@@ -336,7 +328,7 @@ fn fact_record(pk: u32, overrides: &[(&str, &str)]) -> Vec<String> {
     .map(String::from)
     .to_vec();
     for (column, value) in overrides {
-        let idx = FACT_HEADER
+        let idx = fact_header()
             .iter()
             .position(|h| h == column)
             .unwrap_or_else(|| panic!("no fact column {column}"));
@@ -1231,7 +1223,7 @@ async fn contract_money_and_date_formats_arrive_as_exact_values_and_malformed_on
         fact_record(6, &[("GrossCharge", "12345678901.00")]),
         fact_record(7, &[("dimDatePostPK", "20190230")]),
     ];
-    let path = tmp.write("FactTable.csv", csv_bytes(&FACT_HEADER, records));
+    let path = tmp.write("FactTable.csv", csv_bytes(&fact_header(), records));
 
     let report = load(&mut pg, &path, &opts).await;
 
