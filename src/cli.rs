@@ -213,7 +213,7 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
         "file", "table", "status", "loaded", "rejected", "dups", "ms"
     );
     for r in reports {
-        let name = crate::route::file_name(&r.source);
+        let name = crate::pipeline::display_name(&r.source);
         let status = serde_json::to_value(r.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -238,8 +238,8 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
         if let Some(f) = &r.rejects_file {
             let _ = writeln!(out, "    rejected rows: {}", f.display());
         }
-        if !r.extra_columns.is_empty() {
-            let _ = writeln!(out, "    ignored columns: {}", r.extra_columns.join(", "));
+        if let Some(extra) = crate::transform::describe_extra_columns(&r.extra_columns) {
+            let _ = writeln!(out, "    {extra}");
         }
     }
     let t = totals(reports);

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::source::{Limits, StreamLimits};
+
 /// How the warehouse connection is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SslMode {
@@ -99,6 +101,25 @@ pub struct Config {
     pub staging_prefix: String,
     /// Set when the dialect is Redshift.
     pub redshift: Option<RedshiftConfig>,
+    /// The longest record and field (`MAX_RECORD_BYTES`, `MAX_FIELD_BYTES`).
+    pub read_limits: Limits,
+    /// The largest object and gzip ratio (`MAX_OBJECT_BYTES`, `MAX_GZIP_RATIO`). In Lambda the object limit
+    /// defaults to what fits the function's timeout (see [`lambda_object_limit`]).
+    pub stream_limits: StreamLimits,
+}
+
+/// Bytes of CSV one vCPU parses, casts and sends per second, measured on the development machine (1M fact rows,
+/// 82 MB, 3.0 s of client CPU: 27 MB/s) and rounded down for the slower Redshift path (gzip parts).
+pub const BYTES_PER_CPU_SECOND: u64 = 20_000_000;
+/// Lambda gives a function one full vCPU at this much memory (MB), and a proportional share below it.
+pub const LAMBDA_MB_PER_VCPU: u64 = 1769;
+
+/// The largest object that fits a Lambda function's timeout: 70% of the timeout (the rest for connecting, the
+/// merge and the commit) at [`BYTES_PER_CPU_SECOND`] times the function's share of a vCPU. 256 MB and 120 s:
+/// 0.7 × 120 s × 256/1769 vCPU × 20 MB/s ≈ 243 MB.
+pub fn lambda_object_limit(memory_mb: u64, timeout_seconds: u64) -> u64 {
+    let vcpu_millis = (memory_mb * 1000 / LAMBDA_MB_PER_VCPU).clamp(1, 6000);
+    timeout_seconds * 7 / 10 * BYTES_PER_CPU_SECOND / 1000 * vcpu_millis
 }
 
 /// A configuration value that is missing or malformed.
@@ -267,7 +288,42 @@ impl Config {
                 }
             },
         };
+        let number = |name: &'static str, expected: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                        name,
+                        value: v.clone(),
+                        expected,
+                    })
+                })
+                .transpose()
+        };
+        let bytes = "a number of bytes";
+        let defaults = Limits::default();
+        let read_limits = Limits {
+            max_record_bytes: number("MAX_RECORD_BYTES", bytes)?
+                .map_or(defaults.max_record_bytes, |v| v as usize),
+            max_field_bytes: number("MAX_FIELD_BYTES", bytes)?
+                .map_or(defaults.max_field_bytes, |v| v as usize),
+        };
+        let lambda_limit = match (
+            number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "megabytes")?,
+            number("FUNCTION_TIMEOUT_SECONDS", "seconds")?,
+        ) {
+            (Some(memory), Some(timeout)) => Some(lambda_object_limit(memory, timeout)),
+            _ => None,
+        };
+        let stream_limits = StreamLimits {
+            max_bytes: number("MAX_OBJECT_BYTES", bytes)?
+                .or(lambda_limit)
+                .unwrap_or(StreamLimits::default().max_bytes),
+            max_gzip_ratio: number("MAX_GZIP_RATIO", "a whole number (0: no limit)")?
+                .unwrap_or(StreamLimits::default().max_gzip_ratio),
+        };
         Ok(Config {
+            read_limits,
+            stream_limits,
             dialect,
             database,
             ssl_mode,
@@ -292,6 +348,31 @@ fn prefix(value: Option<String>, default: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_lambda_object_limit_follows_memory_and_timeout() {
+        let small = lambda_object_limit(256, 120);
+        assert!((230_000_000..=250_000_000).contains(&small), "{small}");
+        assert!(lambda_object_limit(1769, 900) > 12_000_000_000);
+        let c = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("FUNCTION_TIMEOUT_SECONDS", "120"),
+        ])
+        .unwrap();
+        assert_eq!(c.stream_limits.max_bytes, small);
+        let c = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("FUNCTION_TIMEOUT_SECONDS", "120"),
+            ("MAX_OBJECT_BYTES", "1000"),
+            ("MAX_RECORD_BYTES", "2048"),
+        ])
+        .unwrap();
+        assert_eq!(c.stream_limits.max_bytes, 1000);
+        assert_eq!(c.read_limits.max_record_bytes, 2048);
+        assert!(config(&[("DATABASE_URL", "postgres://x/y"), ("MAX_GZIP_RATIO", "many")]).is_err());
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = pairs

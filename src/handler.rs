@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Auth, Config, ConfigError, Database, Dialect};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
-use crate::pipeline::{LoadOptions, LoadReport, Status, load_into};
+use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_publishing};
 use crate::route::route;
 use crate::source::s3::{self, S3SourceError};
 use crate::warehouse::connection::Connection;
@@ -191,10 +191,14 @@ impl Handler {
                     LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
                 }
                 Err(e) => LoadReport::failed(&uri, e.to_string()),
-                Ok(opened) => self.load(opened).await,
+                Ok(opened) => self.load(opened, object, request_id).await,
             },
         };
-        if let Err(e) = self.quarantine(object, &report, request_id).await {
+        // A loaded object's rejected rows were published before its commit; a refused object's report goes now
+        // (nothing was committed for it, and a failed upload makes the message retried).
+        if report.status == Status::Refused
+            && let Err(e) = self.quarantine(object, &report, request_id).await
+        {
             report.status = Status::Failed;
             report.error = Some(format!("quarantine failed: {e}"));
         }
@@ -206,11 +210,18 @@ impl Handler {
         Some(report)
     }
 
-    async fn load(&self, object: crate::source::Object) -> LoadReport {
+    async fn load(
+        &self,
+        object: crate::source::Object,
+        from: &ObjectRef,
+        request_id: &str,
+    ) -> LoadReport {
         let options = LoadOptions {
             force: false,
             reject_threshold: self.config.reject_threshold,
             rejects_dir: self.work_dir.clone(),
+            limits: self.config.read_limits,
+            stream: self.config.stream_limits,
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {
@@ -219,7 +230,12 @@ impl Handler {
             }
             state.ready = true;
         }
-        load_into(&mut state.warehouse, object, &options, None).await
+        let publish = Quarantine {
+            handler: self,
+            object: from,
+            request_id,
+        };
+        load_publishing(&mut state.warehouse, object, &options, None, Some(&publish)).await
     }
 
     fn is_own_output(&self, key: &str) -> bool {
@@ -228,8 +244,9 @@ impl Handler {
             .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
     }
 
-    /// Refused objects get a JSON report under the quarantine prefix; rejected rows of any object go there as CSV
-    /// beside their report. Row contents go only into that CSV, never into logs.
+    /// A refused object, or a loaded one with rejected rows (before its commit), gets a JSON report under the
+    /// quarantine prefix, and its rejected rows go there as CSV beside it. Row contents go only into that CSV,
+    /// never into logs.
     async fn quarantine(
         &self,
         object: &ObjectRef,
@@ -255,6 +272,9 @@ impl Handler {
             "rows_read": report.rows_read,
             "rows_loaded": report.rows_loaded,
             "rows_rejected": report.rows_rejected,
+            "rows_duplicate": report.rows_duplicate,
+            "load_id": report.load_id,
+            "extra_columns": report.extra_columns,
             "rejects": report.rejects,
             "rejected_rows": report.rejects_file.as_ref().map(|_| format!("s3://{}/{rejects_key}", object.bucket)),
         });
@@ -310,6 +330,26 @@ impl Handler {
                 }
             }
         }
+    }
+}
+
+/// The quarantine of one object, published before its load commits.
+struct Quarantine<'a> {
+    handler: &'a Handler,
+    object: &'a ObjectRef,
+    request_id: &'a str,
+}
+
+impl Publish for Quarantine<'_> {
+    fn publish<'a>(
+        &'a self,
+        report: &'a LoadReport,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.handler
+                .quarantine(self.object, report, self.request_id)
+                .await
+        })
     }
 }
 

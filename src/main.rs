@@ -39,6 +39,18 @@ enum Command {
         /// Refuse a file when more than this share of its rows is rejected.
         #[arg(long, default_value_t = 0.10, value_parser = cli::parse_ratio)]
         reject_threshold: f64,
+        /// A longer record (bytes of field data) is a rejected row (rule record_too_long).
+        #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = healthetl::source::records::DEFAULT_MAX_RECORD_BYTES)]
+        max_record_bytes: usize,
+        /// A longer field is a rejected row (rule field_too_long).
+        #[arg(long, env = "MAX_FIELD_BYTES", default_value_t = healthetl::source::records::DEFAULT_MAX_FIELD_BYTES)]
+        max_field_bytes: usize,
+        /// A file larger than this after decompression is refused.
+        #[arg(long, env = "MAX_OBJECT_BYTES", default_value_t = healthetl::source::DEFAULT_MAX_OBJECT_BYTES)]
+        max_object_bytes: u64,
+        /// A gzip file that expands more than this many times is refused (0: no limit).
+        #[arg(long, env = "MAX_GZIP_RATIO", default_value_t = healthetl::source::DEFAULT_MAX_GZIP_RATIO)]
+        max_gzip_ratio: u64,
     },
     /// Write a deterministic synthetic dataset shaped like the original nine files.
     Generate {
@@ -159,11 +171,23 @@ fn main() -> ExitCode {
                 json,
                 rejects_dir,
                 reject_threshold,
+                max_record_bytes,
+                max_field_bytes,
+                max_object_bytes,
+                max_gzip_ratio,
             } => {
                 let options = healthetl::pipeline::LoadOptions {
                     force,
                     reject_threshold,
                     rejects_dir,
+                    limits: healthetl::source::Limits {
+                        max_record_bytes,
+                        max_field_bytes,
+                    },
+                    stream: healthetl::source::StreamLimits {
+                        max_bytes: max_object_bytes,
+                        max_gzip_ratio,
+                    },
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(url.as_deref(), &paths, &options, json, progress).await

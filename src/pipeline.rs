@@ -13,12 +13,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::route::{file_name, route};
 use crate::schema::Table;
-use crate::source::{Counting, Object, Records, TextEncoding, decompress};
+use crate::source::{
+    Counting, Limits, Object, ReadError as SourceError, Records, StreamLimits, TextEncoding,
+    decompress_within,
+};
 use crate::transform::{
     Csv, HeaderError, HeaderMap, KeyOrder, Reject, RejectWriter, RowCaster, RowFormat,
     TransformStats, end_csv_row, end_row, map_header,
 };
-use crate::warehouse::postgres::LedgerEntry;
+use crate::warehouse::{BeforeCommit, LedgerLimits};
+use crate::warehouse::postgres::{Committed, LedgerEntry};
+use futures_util::future::BoxFuture;
 use crate::warehouse::redshift::staging::{PartFile, PartWriter, load_id};
 use crate::warehouse::redshift::{LoadOutcome, LoadRequest};
 use crate::warehouse::{CopyChunk, Postgres, Redshift, Warehouse};
@@ -37,6 +42,10 @@ pub struct LoadOptions {
     pub reject_threshold: f64,
     /// Where rejected rows are written (`<name>.<identity>.rejects.csv`).
     pub rejects_dir: PathBuf,
+    /// The longest record and field (longer ones are rejected rows).
+    pub limits: Limits,
+    /// The largest object and gzip ratio (beyond them the object is refused).
+    pub stream: StreamLimits,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +54,8 @@ impl Default for LoadOptions {
             force: false,
             reject_threshold: 0.10,
             rejects_dir: PathBuf::from("rejects"),
+            limits: Limits::default(),
+            stream: StreamLimits::default(),
         }
     }
 }
@@ -74,7 +85,9 @@ pub struct LoadReport {
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
     pub error: Option<String>,
-    pub extra_columns: Vec<String>,
+    /// 1-based positions of header columns the table does not have (never their names: see
+    /// [`crate::transform::describe_extra_columns`]).
+    pub extra_columns: Vec<usize>,
     pub encoding: Option<TextEncoding>,
     pub rejects_file: Option<PathBuf>,
     pub rejects: Vec<Reject>,
@@ -143,7 +156,7 @@ enum ReadError {
 
 /// What the parsing side found in the header.
 struct HeaderInfo {
-    extra_columns: Vec<String>,
+    extra_columns: Vec<usize>,
 }
 
 /// What the parsing side finished with.
@@ -151,6 +164,13 @@ struct ReadOutcome {
     stats: TransformStats,
     encoding: TextEncoding,
     rejects_file: Option<PathBuf>,
+}
+
+/// Publishes what a load found (its report and rejected rows) before the load commits: the Lambda's quarantine. A
+/// failure rolls the load back, so a committed load never leaves its rejected rows only as counts.
+pub trait Publish: Sync {
+    /// Publish `report` (status `loaded`, with the figures the commit will record).
+    fn publish<'a>(&'a self, report: &'a LoadReport) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Load one object into the configured warehouse, whichever its dialect. Never panics on bad input; every
@@ -161,9 +181,46 @@ pub async fn load_into(
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
 ) -> LoadReport {
-    match warehouse {
-        Warehouse::Postgres(pg) => load_object(pg, object, options, on_bytes).await,
-        Warehouse::Redshift(rs) => load_object_redshift(rs, object, options, on_bytes).await,
+    load_publishing(warehouse, object, options, on_bytes, None).await
+}
+
+/// [`load_into`], publishing the report and rejected rows of an object with rejected rows before it commits.
+pub async fn load_publishing(
+    warehouse: &mut Warehouse,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+    publish: Option<&dyn Publish>,
+) -> LoadReport {
+    let target = match warehouse {
+        Warehouse::Postgres(pg) => Target::Postgres(pg),
+        Warehouse::Redshift(rs) => Target::Redshift(rs),
+    };
+    load_with(target, object, options, on_bytes, publish).await
+}
+
+/// Runs [`Publish`] with the load's final figures, when the object had rejected rows.
+struct PublishBeforeCommit<'a> {
+    publish: Option<&'a dyn Publish>,
+    report: &'a LoadReport,
+}
+
+impl BeforeCommit for PublishBeforeCommit<'_> {
+    fn before_commit<'a>(&'a self, done: &'a Committed) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let Some(publish) = self.publish else {
+                return Ok(());
+            };
+            if self.report.rejects_file.is_none() {
+                return Ok(());
+            }
+            let mut report = self.report.clone();
+            report.status = Status::Loaded;
+            report.rows_loaded = done.rows_loaded;
+            report.rows_duplicate = done.rows_duplicate;
+            report.load_id = Some(done.load_id);
+            publish.publish(&report).await
+        })
     }
 }
 
@@ -174,7 +231,7 @@ pub async fn load_object(
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
 ) -> LoadReport {
-    load_with(Target::Postgres(warehouse), object, options, on_bytes).await
+    load_with(Target::Postgres(warehouse), object, options, on_bytes, None).await
 }
 
 /// Load one object into Redshift. Never panics on bad input; every outcome is a report.
@@ -184,7 +241,7 @@ pub async fn load_object_redshift(
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
 ) -> LoadReport {
-    load_with(Target::Redshift(warehouse), object, options, on_bytes).await
+    load_with(Target::Redshift(warehouse), object, options, on_bytes, None).await
 }
 
 enum Target<'a> {
@@ -197,9 +254,18 @@ async fn load_with(
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+    publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
     let report = LoadReport::new(&object.uri);
+    let limits = match target {
+        Target::Postgres(_) => LedgerLimits::POSTGRES,
+        Target::Redshift(_) => LedgerLimits::REDSHIFT,
+    };
+    if let Some(reason) = limits.check(&object.uri, &object.identity) {
+        let shown = display_name(&object.name);
+        return report.end(Status::Refused, Some(format!("{shown}: {reason}")), started);
+    }
     let table = match route(&object.name) {
         Ok(t) => t,
         Err(e) => return report.end(Status::Refused, Some(e.to_string()), started),
@@ -209,9 +275,11 @@ async fn load_with(
         ..report
     };
     let report = match target {
-        Target::Postgres(pg) => load_routed(pg, table, object, options, on_bytes, report).await,
+        Target::Postgres(pg) => {
+            load_routed(pg, table, object, options, on_bytes, report, publish).await
+        }
         Target::Redshift(rs) => {
-            load_routed_redshift(rs, table, object, options, on_bytes, report).await
+            load_routed_redshift(rs, table, object, options, on_bytes, report, publish).await
         }
     };
     let report = LoadReport {
@@ -237,9 +305,10 @@ async fn load_routed(
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
     mut report: LoadReport,
+    publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
-    let display_name = file_name(&object.name).to_string();
+    let display_name = display_name(&object.name);
     let rejects_path = options
         .rejects_dir
         .join(rejects_file_name(&display_name, &object.identity));
@@ -251,13 +320,14 @@ async fn load_routed(
         None => object.reader,
     };
     let name = object.name.clone();
+    let read_options = ReadOptions::new(options, object.size);
     let worker = tokio::task::spawn_blocking(move || {
         let channels = Channels {
             header: header_tx,
             mode: mode_rx,
             chunks: chunk_tx,
         };
-        read_object(reader, &name, table, channels, &rejects_path)
+        read_object(reader, &name, table, channels, &rejects_path, &read_options)
     });
 
     let header = match header_rx.await {
@@ -320,7 +390,12 @@ async fn load_routed(
         forced: options.force,
         encoding,
     };
-    match load.commit(!stats.keys_increasing, entry).await {
+    let snapshot = report.clone();
+    let before = PublishBeforeCommit {
+        publish,
+        report: &snapshot,
+    };
+    match load.commit(!stats.keys_increasing, entry, &before).await {
         Ok(done) => {
             report.rows_loaded = done.rows_loaded;
             report.rows_duplicate = done.rows_duplicate;
@@ -359,6 +434,7 @@ async fn load_routed_redshift(
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
     mut report: LoadReport,
+    publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -367,7 +443,7 @@ async fn load_routed_redshift(
         uri,
         identity,
         reader,
-        ..
+        size,
     } = object;
     if !options.force && warehouse.already_loaded(table, &identity).await {
         return report.end(Status::Skipped, None, started);
@@ -375,7 +451,7 @@ async fn load_routed_redshift(
     let wanted = warehouse.parts_wanted().await;
     let load_id = load_id(&table.name, &identity, started_at);
     let part_dir = warehouse.settings().work_dir.join(&load_id);
-    let display_name = file_name(&name).to_string();
+    let display_name = display_name(&name);
     let rejects_path = options
         .rejects_dir
         .join(rejects_file_name(&display_name, &identity));
@@ -384,8 +460,9 @@ async fn load_routed_redshift(
         None => reader,
     };
     let dir = part_dir.clone();
+    let read_options = ReadOptions::new(options, size);
     let staged = tokio::task::spawn_blocking(move || {
-        stage_object(reader, &name, table, &dir, wanted, &rejects_path)
+        stage_object(reader, &name, table, &dir, wanted, &rejects_path, &read_options)
     })
     .await;
     let report = match staged {
@@ -402,7 +479,7 @@ async fn load_routed_redshift(
                 outcome,
                 started_at,
             };
-            load_staged(warehouse, table, options, staged, report).await
+            load_staged(warehouse, table, options, staged, report, publish).await
         }
         Ok(Err(e)) => read_error_report(report, e, started),
         Err(e) => report.end(
@@ -431,6 +508,7 @@ async fn load_staged(
     options: &LoadOptions,
     staged: Staged<'_>,
     mut report: LoadReport,
+    publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
     let outcome = &staged.outcome;
@@ -439,6 +517,11 @@ async fn load_staged(
         return report.end(Status::Refused, Some(msg), started);
     }
     let source = report.source.clone();
+    let snapshot = report.clone();
+    let before = PublishBeforeCommit {
+        publish,
+        report: &snapshot,
+    };
     let request = LoadRequest {
         load_id: staged.load_id,
         uri: staged.uri,
@@ -453,6 +536,7 @@ async fn load_staged(
             encoding: outcome.encoding.label(),
         },
         started: staged.started_at,
+        before_commit: &before,
     };
     match warehouse.load(table, &request).await {
         Ok(LoadOutcome::Loaded(done)) => {
@@ -602,6 +686,23 @@ impl ChunkWriter {
     }
 }
 
+/// What the parsing side needs to know of the load options and the object.
+struct ReadOptions {
+    limits: Limits,
+    stream: StreamLimits,
+    size: Option<u64>,
+}
+
+impl ReadOptions {
+    fn new(options: &LoadOptions, size: Option<u64>) -> Self {
+        ReadOptions {
+            limits: options.limits,
+            stream: options.stream,
+            size,
+        }
+    }
+}
+
 /// The parsing side: runs on a blocking thread, sends the header verdict, then COPY chunks.
 fn read_object(
     reader: Box<dyn io::Read + Send>,
@@ -609,9 +710,11 @@ fn read_object(
     table: &'static Table,
     channels: Channels,
     rejects_path: &Path,
+    options: &ReadOptions,
 ) -> Result<ReadOutcome, ReadError> {
-    let shown = file_name(name);
-    let (mut records, map) = open_records(reader, name, table)?;
+    let shown = display_name(name);
+    let shown = shown.as_str();
+    let (mut records, map) = open_records(reader, name, table, options)?;
     let info = HeaderInfo {
         extra_columns: map.extra_columns.clone(),
     };
@@ -646,23 +749,40 @@ fn open_records(
     reader: Box<dyn io::Read + Send>,
     name: &str,
     table: &'static Table,
+    options: &ReadOptions,
 ) -> Result<(ObjectRecords, HeaderMap), ReadError> {
-    let shown = file_name(name);
-    let input = decompress(reader, name)
-        .map_err(|e| ReadError::Refused(format!("{shown}: cannot be decoded: {e}")))?;
-    let mut records = Records::new(input)
-        .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?;
+    let shown = display_name(name);
+    let input = decompress_within(reader, name, options.size, options.stream)
+        .map_err(|e| source_error(&shown, SourceError::from(e)))?;
+    let mut records =
+        Records::with_limits(input, options.limits).map_err(|e| source_error(&shown, e))?;
     let map = {
         let header = records
             .next_record()
-            .map_err(|e| ReadError::Refused(format!("{shown}: cannot read the header: {e}")))?;
+            .map_err(|e| source_error(&shown, e))?;
         let result = match header {
-            None => Err(HeaderError::Empty),
-            Some(h) => map_header(table, &h.fields),
+            None => Err(HeaderError::Empty.to_string()),
+            Some(h) => match h.anomaly {
+                Some(a) => Err(format!("line {}: the header {}", h.line, a.reason())),
+                None => map_header(table, &h.fields).map_err(|e| e.to_string()),
+            },
         };
         result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
     };
     Ok((records, map))
+}
+
+/// A reading error as the pipeline reports it: a refusal of the object, or a failure a retry may cure.
+fn source_error(shown: &str, e: SourceError) -> ReadError {
+    match e {
+        SourceError::Refused(r) => ReadError::Refused(format!("{shown}: {r}")),
+        SourceError::Io(e) => ReadError::Failed(format!("{shown}: reading failed: {e}")),
+    }
+}
+
+/// An object's file name as messages show it: control characters escaped (no terminal or log injection).
+pub fn display_name(name: &str) -> String {
+    crate::route::escape_text(file_name(name))
 }
 
 /// Where accepted rows go: a buffer the caster writes each row into, told where every row ends.
@@ -714,14 +834,11 @@ fn cast_records<F: RowFormat, S: RowSink>(
     let mut rejects: Option<RejectWriter<BufWriter<File>>> = None;
     let partial = rejects_path.with_extension("csv.partial");
     let result = (|| {
-        while let Some(record) = records
-            .next_record()
-            .map_err(|e| ReadError::Failed(format!("{shown}: reading failed: {e}")))?
-        {
+        while let Some(record) = records.next_record().map_err(|e| source_error(shown, e))? {
             stats.rows_read += 1;
             let buf = sink.buffer();
             let row_start = buf.len();
-            match caster.write_row(record.line, &record.fields, buf) {
+            match caster.write_row(&record, buf) {
                 Ok(key) => {
                     stats.rows_accepted += 1;
                     sink.end_row(row_start, key, record.line, &mut stats)?;
@@ -802,7 +919,7 @@ fn part_error(e: io::Error) -> ReadError {
 struct StageOutcome {
     stats: TransformStats,
     encoding: TextEncoding,
-    extra_columns: Vec<String>,
+    extra_columns: Vec<usize>,
     rejects_file: Option<PathBuf>,
     parts: Vec<PartFile>,
 }
@@ -816,9 +933,11 @@ fn stage_object(
     dir: &Path,
     wanted: usize,
     rejects_path: &Path,
+    options: &ReadOptions,
 ) -> Result<StageOutcome, ReadError> {
-    let shown = file_name(name);
-    let (mut records, map) = open_records(reader, name, table)?;
+    let shown = display_name(name);
+    let shown = shown.as_str();
+    let (mut records, map) = open_records(reader, name, table, options)?;
     let mut sink = PartSink {
         parts: PartWriter::new(dir, wanted).map_err(part_error)?,
         last_key: None,

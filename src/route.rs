@@ -12,6 +12,23 @@ pub enum RouteError {
     UnknownTable { name: String, known: String },
 }
 
+/// Text from input (a file name, an S3 key) made safe to print on a terminal or in a log line: control
+/// characters (newlines, ANSI escapes, …) are shown escaped (`\n`, `\u{1b}`), everything else as it is.
+pub fn escape_text(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The file name of an object: the part after the last `/` (or `\`).
 pub fn file_name(object: &str) -> &str {
     object.rsplit(['/', '\\']).next().unwrap_or(object)
@@ -36,7 +53,7 @@ pub fn route(object: &str) -> Result<&'static Table, RouteError> {
         })
     });
     table.ok_or_else(|| RouteError::UnknownTable {
-        name: name.to_string(),
+        name: escape_text(name),
         known: SCHEMA
             .tables
             .iter()
@@ -105,6 +122,14 @@ mod tests {
     #[test]
     fn a_directory_that_looks_like_a_table_does_not_route_its_files() {
         assert_eq!(table("dimPatient/notes.csv"), None);
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped_in_messages() {
+        let e = route("in/evil\n\u{1b}[31mname.csv").unwrap_err().to_string();
+        assert!(e.contains("'evil\\n\\u{1b}[31mname.csv'"), "{e}");
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'));
+        assert_eq!(escape_text("plain é"), "plain é");
     }
 
     #[test]

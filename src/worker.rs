@@ -29,7 +29,51 @@ pub struct WorkerError {
     reason: String,
 }
 
-/// Poll until idle (or forever); returns every object's report.
+/// The first wait after a failed SQS call, and the longest.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often entries that `DeleteMessageBatch` reports as failed are sent again.
+const DELETE_ATTEMPTS: u32 = 3;
+
+/// Exponential backoff, doubled after each failure up to [`BACKOFF_MAX`], reset by a success.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_START,
+            failures: 0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after one more failure.
+    pub fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        self.failures += 1;
+        wait
+    }
+
+    /// A call succeeded.
+    pub fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// Failures since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// Poll until idle (or forever); returns every object's report. A failed receive is logged and retried with
+/// exponential backoff; the idle limit counts time without messages, so a worker whose queue stays unreachable
+/// for that long stops with the last error.
 pub async fn run(
     handler: &Handler,
     sqs: &aws_sdk_sqs::Client,
@@ -38,22 +82,41 @@ pub async fn run(
     let mut reports = Vec::new();
     let mut last_message = Instant::now();
     let mut polls: u64 = 0;
+    let mut backoff = Backoff::default();
     loop {
-        let received = sqs
+        let idle_over = || {
+            options
+                .exit_when_idle
+                .is_some_and(|idle| last_message.elapsed() >= idle)
+        };
+        let received = match sqs
             .receive_message()
             .queue_url(&options.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(options.wait_seconds)
             .send()
             .await
-            .map_err(|e| error("ReceiveMessage", options, &e))?;
+        {
+            Ok(r) => {
+                backoff.succeeded();
+                r
+            }
+            Err(e) => {
+                let error = error("ReceiveMessage", options, &e);
+                if idle_over() {
+                    return Err(error);
+                }
+                let wait = backoff.failed();
+                tracing::warn!(error = %error, failures = backoff.failures(), retry_in_ms = wait.as_millis() as u64,
+                    "SQS receive failed; backing off");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
         polls += 1;
         let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
-            if options
-                .exit_when_idle
-                .is_some_and(|idle| last_message.elapsed() >= idle)
-            {
+            if idle_over() {
                 return Ok(reports);
             }
             continue;
@@ -84,15 +147,56 @@ pub async fn run(
                     .ok()
             })
             .collect();
-        if !done.is_empty() {
-            sqs.delete_message_batch()
-                .queue_url(&options.queue_url)
-                .set_entries(Some(done))
-                .send()
-                .await
-                .map_err(|e| error("DeleteMessageBatch", options, &e))?;
-        }
+        delete_done(sqs, options, done).await;
         reports.extend(outcomes.into_iter().flat_map(|o| o.reports));
+    }
+}
+
+/// Delete the handled messages, sending again the entries SQS reports as failed (and the whole batch when the
+/// call fails). What still fails is logged: those messages come back after their visibility timeout and are
+/// skipped by the ledger, so nothing loads twice.
+async fn delete_done(
+    sqs: &aws_sdk_sqs::Client,
+    options: &WorkerOptions,
+    mut entries: Vec<DeleteMessageBatchRequestEntry>,
+) {
+    let mut backoff = Backoff::default();
+    for attempt in 1..=DELETE_ATTEMPTS {
+        if entries.is_empty() {
+            return;
+        }
+        let sent = sqs
+            .delete_message_batch()
+            .queue_url(&options.queue_url)
+            .set_entries(Some(entries.clone()))
+            .send()
+            .await;
+        let failed: Vec<String> = match sent {
+            Ok(out) => out
+                .failed
+                .iter()
+                .map(|f| {
+                    tracing::warn!(entry = %f.id, code = %f.code, sender_fault = f.sender_fault, attempt,
+                        "SQS could not delete a handled message");
+                    f.id.clone()
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %error("DeleteMessageBatch", options, &e), attempt,
+                    "SQS DeleteMessageBatch failed");
+                entries.iter().map(|e| e.id.clone()).collect()
+            }
+        };
+        entries.retain(|e| failed.contains(&e.id));
+        if !entries.is_empty() && attempt < DELETE_ATTEMPTS {
+            tokio::time::sleep(backoff.failed()).await;
+        }
+    }
+    if !entries.is_empty() {
+        tracing::error!(
+            messages = entries.len(),
+            "handled messages could not be deleted; they will be redelivered and skipped by the ledger"
+        );
     }
 }
 
@@ -105,5 +209,21 @@ fn error<E: std::error::Error>(
         action,
         queue_url: options.queue_url.clone(),
         reason: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut b = Backoff::default();
+        let waits: Vec<u128> = (0..10).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(&waits[..4], [200, 400, 800, 1600]);
+        assert_eq!(*waits.last().unwrap(), 30_000);
+        assert_eq!(b.failures(), 10);
+        b.succeeded();
+        assert_eq!(b.failed().as_millis(), 200);
     }
 }

@@ -4,11 +4,11 @@
 
 pub mod cast;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::schema::{ColumnType, Table};
+use crate::source::{Fields, Record};
 use cast::CastError;
 
 /// Why a header cannot be loaded into its table.
@@ -18,8 +18,12 @@ pub enum HeaderError {
     Empty,
     #[error("missing column '{column}' (table {table} needs it)")]
     MissingColumn { column: String, table: String },
-    #[error("column '{column}' appears more than once in the header")]
-    DuplicateColumn { column: String },
+    #[error("column '{column}' appears more than once in the header (columns {first} and {second})")]
+    DuplicateColumn {
+        column: String,
+        first: usize,
+        second: usize,
+    },
 }
 
 /// Where each table column is found in the file's records.
@@ -27,10 +31,56 @@ pub enum HeaderError {
 pub struct HeaderMap {
     /// For each table column, its index in a record.
     pub indices: Vec<usize>,
-    /// Header names of columns the table does not have (ignored, reported).
-    pub extra_columns: Vec<String>,
-    /// The header names as they appear in the file.
+    /// 1-based positions of header columns the table does not have (ignored, reported by position only: a header
+    /// that lost its line end would otherwise print a patient's record).
+    pub extra_columns: Vec<usize>,
+    /// The header names as they appear in the file (written only into rejects files, never into reports).
     pub header: Vec<String>,
+    /// How reports name each position: the schema's source header where it maps, `column N` elsewhere.
+    pub names: Vec<String>,
+}
+
+impl HeaderMap {
+    /// How reports name the field at 0-based `index`.
+    pub fn name(&self, index: usize) -> String {
+        self.names
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("column {}", index + 1))
+    }
+}
+
+/// "3 extra columns at positions 10–12 (ignored)", or `None` when there are none. Never the names.
+pub fn describe_extra_columns(positions: &[usize]) -> Option<String> {
+    if positions.is_empty() {
+        return None;
+    }
+    let mut ranges: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < positions.len() {
+        let start = positions[i];
+        let mut end = start;
+        while i + 1 < positions.len() && positions[i + 1] == end + 1 {
+            i += 1;
+            end = positions[i];
+        }
+        ranges.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}–{end}")
+        });
+        i += 1;
+    }
+    let (noun, place) = if positions.len() == 1 {
+        ("extra column", "position")
+    } else {
+        ("extra columns", "positions")
+    };
+    Some(format!(
+        "{} {noun} at {place} {} (ignored)",
+        positions.len(),
+        ranges.join(", ")
+    ))
 }
 
 /// A header name reduced for matching: lower case, without spaces or underscores.
@@ -43,11 +93,12 @@ pub fn normalize_header(name: &str) -> String {
 
 /// Match a header to a table: case-insensitive, ignoring spaces and underscores, in any order. A column may be
 /// named by its source header (`dimPatientPK`) or its warehouse name (`dim_patient_pk`).
-pub fn map_header(table: &Table, header: &[Cow<'_, str>]) -> Result<HeaderMap, HeaderError> {
-    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+pub fn map_header(table: &Table, header: &Fields<'_>) -> Result<HeaderMap, HeaderError> {
+    if header.is_empty() || (header.len() == 1 && header.get(0).trim().is_empty()) {
         return Err(HeaderError::Empty);
     }
-    let normalized: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+    let normalized: Vec<String> = header.iter().map(normalize_header).collect();
+    let mut shown: Vec<String> = (1..=header.len()).map(|i| format!("column {i}")).collect();
     let mut used = vec![false; header.len()];
     let mut indices = Vec::with_capacity(table.columns.len());
     for col in &table.columns {
@@ -64,22 +115,26 @@ pub fn map_header(table: &Table, header: &[Cow<'_, str>]) -> Result<HeaderMap, H
         };
         if let Some((dup, _)) = found.next() {
             return Err(HeaderError::DuplicateColumn {
-                column: header[dup].to_string(),
+                column: col.source.to_string(),
+                first: idx + 1,
+                second: dup + 1,
             });
         }
         used[idx] = true;
+        shown[idx] = col.source.to_string();
         indices.push(idx);
     }
-    let extra_columns = header
+    let extra_columns = used
         .iter()
-        .zip(&used)
+        .enumerate()
         .filter(|(_, u)| !**u)
-        .map(|(h, _)| h.to_string())
+        .map(|(i, _)| i + 1)
         .collect();
     Ok(HeaderMap {
         indices,
         extra_columns,
-        header: header.iter().map(|h| h.to_string()).collect(),
+        header: header.iter().map(str::to_string).collect(),
+        names: shown,
     })
 }
 
@@ -87,7 +142,8 @@ pub fn map_header(table: &Table, header: &[Cow<'_, str>]) -> Result<HeaderMap, H
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reject {
     pub line: u64,
-    /// The source header of the offending column, or `None` for row-level problems.
+    /// The schema's source header of the offending column (or `column N` for a column the table does not have),
+    /// `None` for row-level problems. Never the file's own header text.
     pub column: Option<String>,
     pub rule: &'static str,
     pub reason: String,
@@ -185,20 +241,35 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
     }
 
     /// Cast one record and append its fields to `out` in format `F`, separated, without a line end (see
-    /// [`end_row`] and [`end_csv_row`]). On rejection nothing is appended.
-    pub fn write_row(
-        &self,
-        line: u64,
-        fields: &[Cow<'_, str>],
-        out: &mut Vec<u8>,
-    ) -> Result<KeyOrder, Reject> {
+    /// [`end_row`] and [`end_csv_row`]). On rejection nothing is appended. A record with a structural anomaly is
+    /// rejected with the anomaly's rule. Text is kept byte-exact; typed values are trimmed; an empty field is NULL.
+    pub fn write_row(&self, record: &Record<'_>, out: &mut Vec<u8>) -> Result<KeyOrder, Reject> {
+        let line = record.line;
+        if let Some(anomaly) = record.anomaly {
+            return Err(Reject {
+                line,
+                column: anomaly.field().map(|f| self.map.name(f)),
+                rule: anomaly.rule(),
+                reason: anomaly.reason(),
+            });
+        }
+        let fields = &record.fields;
         if fields.len() != self.map.header.len() {
+            let span = if record.last_line > line {
+                format!(
+                    " (the record runs from line {line} to line {}: a quoted field may be missing its closing \
+                     quote)",
+                    record.last_line
+                )
+            } else {
+                String::new()
+            };
             return Err(Reject {
                 line,
                 column: None,
                 rule: "field_count",
                 reason: format!(
-                    "has {} fields, the header has {}",
+                    "has {} fields, the header has {}{span}",
                     fields.len(),
                     self.map.header.len()
                 ),
@@ -210,7 +281,11 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
             if i > 0 {
                 out.push(F::SEPARATOR);
             }
-            let value = cast::trim(&fields[idx]);
+            let raw = fields.get(idx);
+            let value = match col.ty {
+                ColumnType::Varchar(_) => raw,
+                _ => cast::trim(raw),
+            };
             let is_pk = i == self.table.pk_index;
             let result = if value.is_empty() {
                 if is_pk {
@@ -229,7 +304,7 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                     out.truncate(start);
                     return Err(Reject {
                         line,
-                        column: Some(self.map.header[idx].clone()),
+                        column: Some(col.source.to_string()),
                         rule: e.rule(),
                         reason: e.to_string(),
                     });
@@ -356,7 +431,8 @@ impl<W: Write> RejectWriter<W> {
         })
     }
 
-    pub fn write(&mut self, reject: &Reject, fields: &[Cow<'_, str>]) -> io::Result<()> {
+    /// Write one rejected row with its fields (none when they were over a size limit).
+    pub fn write(&mut self, reject: &Reject, fields: &Fields<'_>) -> io::Result<()> {
         let line = reject.line.to_string();
         let lead = [
             self.source.as_str(),
@@ -365,7 +441,7 @@ impl<W: Write> RejectWriter<W> {
             reject.rule,
             reject.reason.as_str(),
         ];
-        let row = lead.into_iter().chain(fields.iter().map(|f| f.as_ref()));
+        let row = lead.into_iter().chain(fields.iter());
         self.writer.write_record(row).map_err(io::Error::other)
     }
 
@@ -428,9 +504,19 @@ impl TransformStats {
 mod tests {
     use super::*;
     use crate::schema::SCHEMA;
+    use crate::source::OwnedFields;
 
-    fn cows(v: &[&str]) -> Vec<Cow<'static, str>> {
-        v.iter().map(|s| Cow::Owned(s.to_string())).collect()
+    fn cows(v: &[&str]) -> OwnedFields {
+        OwnedFields::from_strs(v)
+    }
+
+    fn record(fields: &OwnedFields) -> Record<'_> {
+        Record {
+            line: 7,
+            last_line: 7,
+            fields: fields.as_fields(),
+            anomaly: None,
+        }
     }
 
     fn payer() -> &'static Table {
@@ -440,9 +526,13 @@ mod tests {
     #[test]
     fn headers_match_ignoring_case_spaces_underscores_and_order() {
         let t = SCHEMA.by_name("dim_location").unwrap();
-        let m = map_header(t, &cows(&["Location Name", "notes", "DIM_LOCATION_PK"])).unwrap();
+        let m = map_header(t, &cows(&["Location Name", "notes", "DIM_LOCATION_PK"]).as_fields()).unwrap();
         assert_eq!(m.indices, [2, 0]);
-        assert_eq!(m.extra_columns, ["notes"]);
+        assert_eq!(m.extra_columns, [2]);
+        assert_eq!(
+            describe_extra_columns(&m.extra_columns).as_deref(),
+            Some("1 extra column at position 2 (ignored)")
+        );
     }
 
     #[test]
@@ -454,12 +544,12 @@ mod tests {
             "transaction_desc",
             "adjustment_reason",
         ]);
-        assert!(map_header(t, &h).is_ok());
+        assert!(map_header(t, &h.as_fields()).is_ok());
     }
 
     #[test]
     fn a_missing_column_is_named() {
-        let e = map_header(payer(), &cows(&["dimPayerPK"])).unwrap_err();
+        let e = map_header(payer(), &cows(&["dimPayerPK"]).as_fields()).unwrap_err();
         assert_eq!(
             e,
             HeaderError::MissingColumn {
@@ -472,23 +562,23 @@ mod tests {
 
     #[test]
     fn a_column_given_twice_is_refused() {
-        let e = map_header(payer(), &cows(&["dimPayerPK", "PayerName", "payer_name"])).unwrap_err();
+        let e = map_header(payer(), &cows(&["dimPayerPK", "PayerName", "payer_name"]).as_fields()).unwrap_err();
         assert!(matches!(e, HeaderError::DuplicateColumn { .. }));
     }
 
     #[test]
     fn an_empty_header_is_refused() {
         assert_eq!(
-            map_header(payer(), &cows(&[""])).unwrap_err(),
+            map_header(payer(), &cows(&[""]).as_fields()).unwrap_err(),
             HeaderError::Empty
         );
     }
 
     fn cast_row(table: &str, header: &[&str], row: &[&str]) -> Result<String, Reject> {
         let t = SCHEMA.by_name(table).unwrap();
-        let m = map_header(t, &cows(header)).unwrap();
+        let m = map_header(t, &cows(header).as_fields()).unwrap();
         let mut out = Vec::new();
-        RowCaster::new(t, &m).write_row(7, &cows(row), &mut out)?;
+        RowCaster::new(t, &m).write_row(&record(&cows(row)), &mut out)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -504,8 +594,46 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_are_null_but_an_empty_key_is_rejected() {
+    fn text_keeps_its_spaces_and_only_an_empty_field_is_null() {
+        let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &[" 3 ", " Aetna  "]).unwrap();
+        assert_eq!(row, "3\t Aetna  ");
         let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["3", "  "]).unwrap();
+        assert_eq!(row, "3\t  ");
+    }
+
+    #[test]
+    fn extra_columns_are_described_by_count_and_position_only() {
+        assert_eq!(describe_extra_columns(&[]), None);
+        assert_eq!(
+            describe_extra_columns(&[10, 11, 12, 15]).as_deref(),
+            Some("4 extra columns at positions 10–12, 15 (ignored)")
+        );
+        let t = SCHEMA.by_name("dim_payer").unwrap();
+        let m = map_header(t, &cows(&["dimPayerPK", "PayerName", "Jane Doe"]).as_fields()).unwrap();
+        assert_eq!(m.name(2), "column 3");
+        assert_eq!(m.name(1), "PayerName");
+    }
+
+    #[test]
+    fn a_record_with_an_anomaly_is_rejected_by_its_rule_and_position() {
+        let t = SCHEMA.by_name("dim_payer").unwrap();
+        let m = map_header(t, &cows(&["PayerName", "dimPayerPK"]).as_fields()).unwrap();
+        let f = cows(&["x\"y", "1"]);
+        let rec = Record {
+            anomaly: Some(crate::source::Anomaly::BareQuote { field: 0 }),
+            ..record(&f)
+        };
+        let r = RowCaster::new(t, &m).write_row(&rec, &mut Vec::new()).unwrap_err();
+        assert_eq!((r.rule, r.column.as_deref()), ("bare_quote", Some("PayerName")));
+        let f = cows(&["only one field"]);
+        let rec = Record { last_line: 9, ..record(&f) };
+        let r = RowCaster::new(t, &m).write_row(&rec, &mut Vec::new()).unwrap_err();
+        assert!(r.reason.contains("from line 7 to line 9"), "{}", r.reason);
+    }
+
+    #[test]
+    fn empty_values_are_null_but_an_empty_key_is_rejected() {
+        let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["3", ""]).unwrap();
         assert_eq!(row, "3\t\\N");
         let r = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["", "x"]).unwrap_err();
         assert_eq!(r.rule, "primary_key_null");
@@ -563,9 +691,9 @@ mod tests {
 
     fn cast_csv_row(table: &str, header: &[&str], row: &[&str]) -> Result<String, Reject> {
         let t = SCHEMA.by_name(table).unwrap();
-        let m = map_header(t, &cows(header)).unwrap();
+        let m = map_header(t, &cows(header).as_fields()).unwrap();
         let mut out = Vec::new();
-        RowCaster::<Csv>::with_format(t, &m).write_row(7, &cows(row), &mut out)?;
+        RowCaster::<Csv>::with_format(t, &m).write_row(&record(&cows(row)), &mut out)?;
         end_csv_row(&mut out, 7);
         Ok(String::from_utf8(out).unwrap())
     }
@@ -631,7 +759,7 @@ mod tests {
             rule: "integer",
             reason: "is not an integer".into(),
         };
-        w.write(&reject, &cows(&["x", "A, B"])).unwrap();
+        w.write(&reject, &cows(&["x", "A, B"]).as_fields()).unwrap();
         let text = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(
             text,

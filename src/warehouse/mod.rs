@@ -27,6 +27,48 @@ impl Warehouse {
     }
 }
 
+/// The longest texts a dialect's ledger stores, checked before a load starts (never a failure at the ledger insert
+/// after the whole object was read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerLimits {
+    /// Bytes of the source URI.
+    pub source_bytes: usize,
+    /// Bytes of the object identity.
+    pub identity_bytes: usize,
+}
+
+impl LedgerLimits {
+    /// PostgreSQL: `source TEXT`, `object_identity VARCHAR(256)`.
+    pub const POSTGRES: LedgerLimits = LedgerLimits {
+        source_bytes: usize::MAX,
+        identity_bytes: 256,
+    };
+    /// Redshift: `VARCHAR(4096)` and `VARCHAR(1024)` (Redshift counts bytes).
+    pub const REDSHIFT: LedgerLimits = LedgerLimits {
+        source_bytes: 4096,
+        identity_bytes: 1024,
+    };
+
+    /// Why `source` and `identity` do not fit, if they do not.
+    pub fn check(&self, source: &str, identity: &str) -> Option<String> {
+        if source.len() > self.source_bytes {
+            return Some(format!(
+                "the source URI is {} bytes long, over the ledger's {}-byte limit: use a shorter path or key",
+                source.len(),
+                self.source_bytes
+            ));
+        }
+        if identity.len() > self.identity_bytes {
+            return Some(format!(
+                "the object identity is {} bytes long, over the ledger's {}-byte limit",
+                identity.len(),
+                self.identity_bytes
+            ));
+        }
+        None
+    }
+}
+
 impl From<Postgres> for Warehouse {
     fn from(pg: Postgres) -> Self {
         Warehouse::Postgres(Box::new(pg))
@@ -36,6 +78,28 @@ impl From<Postgres> for Warehouse {
 impl From<Redshift> for Warehouse {
     fn from(rs: Redshift) -> Self {
         Warehouse::Redshift(Box::new(rs))
+    }
+}
+
+/// Work that must succeed before a load commits — publishing its rejected rows and report, so that a committed
+/// load never leaves them only as counts. It is given the load's final figures; an error rolls the load back.
+pub trait BeforeCommit: Sync {
+    /// Run once the load is complete but not yet committed (again on each retry of the transaction).
+    fn before_commit<'a>(
+        &'a self,
+        done: &'a postgres::Committed,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// Nothing to do before committing.
+pub struct NothingBeforeCommit;
+
+impl BeforeCommit for NothingBeforeCommit {
+    fn before_commit<'a>(
+        &'a self,
+        _done: &'a postgres::Committed,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -67,7 +131,7 @@ pub fn init_statements() -> Vec<String> {
     stmts.push(format!(
         "CREATE TABLE IF NOT EXISTS {} (
     load_id BIGSERIAL PRIMARY KEY,
-    source VARCHAR(2048) NOT NULL,
+    source TEXT NOT NULL,
     object_identity VARCHAR(256) NOT NULL,
     table_name VARCHAR(64) NOT NULL,
     status VARCHAR(16) NOT NULL,
@@ -80,6 +144,11 @@ pub fn init_statements() -> Vec<String> {
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL
 )",
+        ledger()
+    ));
+    // Ledgers created before sources were TEXT held VARCHAR(2048): widening is a catalog change, no rewrite.
+    stmts.push(format!(
+        "ALTER TABLE {} ALTER COLUMN source TYPE TEXT",
         ledger()
     ));
     stmts.push(format!(

@@ -35,6 +35,8 @@ pub enum WarehouseError {
     },
     #[error("staging in S3 failed: {0}")]
     Staging(String),
+    #[error("not committed: {0}")]
+    BeforeCommit(String),
     #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
     GaveUp {
         attempts: u32,
@@ -353,6 +355,7 @@ impl PgLoad<'_> {
         self,
         dedupe: bool,
         entry: LedgerEntry<'_>,
+        before_commit: &dyn super::BeforeCommit,
     ) -> Result<Committed, WarehouseError> {
         let mut rows_loaded = self.appended;
         if self.staging {
@@ -391,15 +394,20 @@ impl PgLoad<'_> {
             )
             .await
             .map_err(WarehouseError::db("writing the ledger"))?;
+        let done = Committed {
+            load_id: row.get(0),
+            rows_loaded,
+            rows_duplicate,
+        };
+        before_commit
+            .before_commit(&done)
+            .await
+            .map_err(WarehouseError::BeforeCommit)?;
         self.tx
             .commit()
             .await
             .map_err(WarehouseError::db("committing"))?;
-        Ok(Committed {
-            load_id: row.get(0),
-            rows_loaded,
-            rows_duplicate,
-        })
+        Ok(done)
     }
 }
 

@@ -172,6 +172,8 @@ pub struct LoadRequest<'a> {
     pub dedupe: bool,
     pub entry: LedgerEntry<'a>,
     pub started: SystemTime,
+    /// Run before the transaction commits; its failure rolls the load back (not retried here).
+    pub before_commit: &'a dyn super::BeforeCommit,
 }
 
 /// The Redshift warehouse: a connection, an S3 client for staging, and the statements only Redshift runs.
@@ -492,12 +494,18 @@ impl Redshift {
             .await
             .map_err(db("reading the ledger row back"))?
             .get(0);
-        tx.commit().await.map_err(db("committing"))?;
-        Ok(LoadOutcome::Loaded(Committed {
+        let done = Committed {
             load_id: load_id.unwrap_or_default(),
             rows_loaded,
             rows_duplicate,
-        }))
+        };
+        request
+            .before_commit
+            .before_commit(&done)
+            .await
+            .map_err(|e| AttemptError::Fatal(WarehouseError::BeforeCommit(e)))?;
+        tx.commit().await.map_err(db("committing"))?;
+        Ok(LoadOutcome::Loaded(done))
     }
 }
 
