@@ -169,7 +169,10 @@ fn print_reports(reports: &[LoadReport], json: bool) -> ExitCode {
 fn unreadable(file: &Path, e: &std::io::Error) -> LoadReport {
     LoadReport::failed(
         &file.to_string_lossy(),
-        format!("{}: cannot read: {e}", file.display()),
+        format!(
+            "{}: cannot read: {e}",
+            crate::route::escape_text(&file.to_string_lossy())
+        ),
     )
 }
 
@@ -230,13 +233,14 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
             r.duration_ms
         );
         if let Some(e) = &r.error {
-            let _ = writeln!(out, "    error: {e}");
+            let _ = writeln!(out, "    error: {}", crate::route::escape_text(e));
         }
         for reject in r.rejects.iter().take(5) {
             let _ = writeln!(out, "    rejected {}", reject.describe());
         }
         if let Some(f) = &r.rejects_file {
-            let _ = writeln!(out, "    rejected rows: {}", f.display());
+            let shown = crate::route::escape_text(&f.to_string_lossy());
+            let _ = writeln!(out, "    rejected rows: {shown}");
         }
         if let Some(extra) = crate::transform::describe_extra_columns(&r.extra_columns) {
             let _ = writeln!(out, "    {extra}");

@@ -97,6 +97,9 @@ pub struct Config {
     pub reject_threshold: f64,
     /// Where refused objects' reports and rejected rows go in the bucket.
     pub quarantine_prefix: String,
+    /// The bucket for them (`QUARANTINE_BUCKET`); `None`: the object's own bucket. Rejected rows are patient data:
+    /// a bucket of their own can have tighter access and retention.
+    pub quarantine_bucket: Option<String>,
     /// Where staged parts go (Redshift loads).
     pub staging_prefix: String,
     /// Set when the dialect is Redshift.
@@ -288,17 +291,18 @@ impl Config {
                 }
             },
         };
-        let number = |name: &'static str, expected: &'static str| -> Result<Option<u64>, ConfigError> {
-            get(name)
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| ConfigError::Invalid {
-                        name,
-                        value: v.clone(),
-                        expected,
+        let number =
+            |name: &'static str, expected: &'static str| -> Result<Option<u64>, ConfigError> {
+                get(name)
+                    .map(|v| {
+                        v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                            name,
+                            value: v.clone(),
+                            expected,
+                        })
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         let bytes = "a number of bytes";
         let defaults = Limits::default();
         let read_limits = Limits {
@@ -330,6 +334,7 @@ impl Config {
             ca_bundle: get("DB_CA_BUNDLE").map(PathBuf::from),
             reject_threshold,
             quarantine_prefix: prefix(get("QUARANTINE_PREFIX"), "quarantine/"),
+            quarantine_bucket: get("QUARANTINE_BUCKET"),
             staging_prefix: prefix(get("STAGING_PREFIX"), "staging/"),
             redshift,
         })
@@ -371,7 +376,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.stream_limits.max_bytes, 1000);
         assert_eq!(c.read_limits.max_record_bytes, 2048);
-        assert!(config(&[("DATABASE_URL", "postgres://x/y"), ("MAX_GZIP_RATIO", "many")]).is_err());
+        assert!(
+            config(&[
+                ("DATABASE_URL", "postgres://x/y"),
+                ("MAX_GZIP_RATIO", "many")
+            ])
+            .is_err()
+        );
     }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

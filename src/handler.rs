@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::config::{Auth, Config, ConfigError, Database, Dialect};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
 use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_publishing};
-use crate::route::route;
+use crate::route::{escape_text, route};
 use crate::source::s3::{self, S3SourceError};
 use crate::warehouse::connection::Connection;
 use crate::warehouse::postgres::{WarehouseError, tls_connector};
@@ -179,7 +179,7 @@ impl Handler {
     /// Load one object and deal with its outcome. `None` when the object is one of our own outputs.
     async fn process(&self, object: &ObjectRef, request_id: &str) -> Option<LoadReport> {
         if self.is_own_output(&object.key) {
-            tracing::info!(request_id, bucket = %object.bucket, key = %object.key, "own output ignored");
+            tracing::info!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), "own output ignored");
             return None;
         }
         let started = std::time::Instant::now();
@@ -257,10 +257,15 @@ impl Handler {
         if !refused && report.rejects_file.is_none() {
             return Ok(());
         }
+        let bucket = self
+            .config
+            .quarantine_bucket
+            .as_deref()
+            .unwrap_or(&object.bucket);
         let base = format!("{}{}", self.config.quarantine_prefix, object.key);
         let rejects_key = format!("{base}.rejects.csv");
         if let Some(path) = &report.rejects_file {
-            self.put(&object.bucket, &rejects_key, Upload::File(path), "text/csv")
+            self.put(bucket, &rejects_key, Upload::File(path), "text/csv")
                 .await?;
         }
         let document = json!({
@@ -276,11 +281,11 @@ impl Handler {
             "load_id": report.load_id,
             "extra_columns": report.extra_columns,
             "rejects": report.rejects,
-            "rejected_rows": report.rejects_file.as_ref().map(|_| format!("s3://{}/{rejects_key}", object.bucket)),
+            "rejected_rows": report.rejects_file.as_ref().map(|_| format!("s3://{bucket}/{rejects_key}")),
         });
         let body = serde_json::to_vec_pretty(&document).map_err(|e| e.to_string())?;
         self.put(
-            &object.bucket,
+            bucket,
             &format!("{base}.report.json"),
             Upload::Bytes(&body),
             "application/json",
@@ -367,11 +372,11 @@ fn log_and_measure(report: &LoadReport, object: &ObjectRef, request_id: &str, me
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     if report.status == Status::Failed {
-        tracing::error!(request_id, bucket = %object.bucket, key = %object.key, table, status = %status,
+        tracing::error!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
             rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
             duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
     } else {
-        tracing::info!(request_id, bucket = %object.bucket, key = %object.key, table, status = %status,
+        tracing::info!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
             rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
             duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
     }

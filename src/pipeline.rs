@@ -21,12 +21,12 @@ use crate::transform::{
     Csv, HeaderError, HeaderMap, KeyOrder, Reject, RejectWriter, RowCaster, RowFormat,
     TransformStats, end_csv_row, end_row, map_header,
 };
-use crate::warehouse::{BeforeCommit, LedgerLimits};
 use crate::warehouse::postgres::{Committed, LedgerEntry};
-use futures_util::future::BoxFuture;
 use crate::warehouse::redshift::staging::{PartFile, PartWriter, load_id};
 use crate::warehouse::redshift::{LoadOutcome, LoadRequest};
+use crate::warehouse::{BeforeCommit, LedgerLimits};
 use crate::warehouse::{CopyChunk, Postgres, Redshift, Warehouse};
+use futures_util::future::BoxFuture;
 
 /// COPY data is sent in chunks of about this many bytes.
 const CHUNK: usize = 256 * 1024;
@@ -462,7 +462,15 @@ async fn load_routed_redshift(
     let dir = part_dir.clone();
     let read_options = ReadOptions::new(options, size);
     let staged = tokio::task::spawn_blocking(move || {
-        stage_object(reader, &name, table, &dir, wanted, &rejects_path, &read_options)
+        stage_object(
+            reader,
+            &name,
+            table,
+            &dir,
+            wanted,
+            &rejects_path,
+            &read_options,
+        )
     })
     .await;
     let report = match staged {
@@ -757,9 +765,7 @@ fn open_records(
     let mut records =
         Records::with_limits(input, options.limits).map_err(|e| source_error(&shown, e))?;
     let map = {
-        let header = records
-            .next_record()
-            .map_err(|e| source_error(&shown, e))?;
+        let header = records.next_record().map_err(|e| source_error(&shown, e))?;
         let result = match header {
             None => Err(HeaderError::Empty.to_string()),
             Some(h) => match h.anomaly {

@@ -126,7 +126,9 @@ mod tests {
 
     #[test]
     fn control_characters_in_names_are_escaped_in_messages() {
-        let e = route("in/evil\n\u{1b}[31mname.csv").unwrap_err().to_string();
+        let e = route("in/evil\n\u{1b}[31mname.csv")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'evil\\n\\u{1b}[31mname.csv'"), "{e}");
         assert!(!e.contains('\n') && !e.contains('\u{1b}'));
         assert_eq!(escape_text("plain é"), "plain é");

@@ -29,6 +29,7 @@ async fn sample_db(test: &str) -> (TestDb, TempDir) {
         force: false,
         reject_threshold: 0.0,
         rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
     };
     let files = healthetl::cli::expand_paths(&[sample_dir()]).expect("sample files");
     let mut pg = db.warehouse().await;

@@ -805,3 +805,174 @@ async fn the_built_binary_answers_an_sqs_event_under_the_lambda_runtime_emulator
         function.output()
     );
 }
+
+// -------------------------------------------------------------------------------------------------
+// Malformed input and faults on the event path.
+
+/// Patient strings that must never reach the worker's output, its logs, the quarantine report or the ledger.
+const PHI_PROBES: [&str; 3] = ["PHIPROBE-8812", "Wilhelmina Zzyzx", "wz.secret@example.org"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_text_in_malformed_objects_stays_out_of_logs_reports_and_the_ledger() {
+    let landing = Landing::new("phi_worker").await;
+    let header =
+        "dimPatientPK,PatientNumber,FirstName,LastName,Email,PatientGender,PatientAge,City,State";
+    // The header lost its line end: the first patient's fields become extra columns.
+    landing
+        .put(
+            "incoming/dimPatient.csv",
+            format!(
+                "{header},1,{},Wilhelmina,Zzyzx,{},F,40,Austin,TX\n2,P2,Ann,Lee,a@b.c,F,30,Waco,TX\n3,P3,Bo,Ray,b@c.d,M,31,Waco,TX\n",
+                PHI_PROBES[0], PHI_PROBES[2]
+            ),
+        )
+        .await;
+    // Rejected values, and an unclosed quote.
+    landing
+        .put(
+            "incoming/dimPatient_rejects.csv",
+            format!(
+                "{header}\n1,{},Wilhelmina Zzyzx,x,{},F,{},Austin,TX\n2,P2,Ann,Lee,a@b.c,F,30,Waco,TX\n",
+                PHI_PROBES[0], PHI_PROBES[2], PHI_PROBES[1]
+            ),
+        )
+        .await;
+    landing
+        .put(
+            "incoming/dimPatient_open.csv",
+            format!("{header}\n1,\"{},Wilhelmina,Zzyzx\n", PHI_PROBES[0]),
+        )
+        .await;
+    let mut command = healthetl_command();
+    command
+        .args(["worker", "--queue-url", &landing.queue.url])
+        .args(["--wait-seconds", "1", "--exit-when-idle", "3", "--json"])
+        .env("DATABASE_URL", &landing.db.url)
+        .env("REJECT_THRESHOLD", "1")
+        .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
+        .envs(landing.moto.env());
+    let mut worker = Process::spawn("healthetl worker", command);
+    worker.wait(STEP_LIMIT).await;
+    let output = worker.output();
+    let summary: Value = serde_json::from_str(&worker.stdout())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {output}"));
+    assert_eq!(summary["totals"]["objects"], 3, "{summary:#}");
+    let mut quarantine = String::new();
+    for key in landing.moto.list(BUCKET, "quarantine/").await {
+        if key.ends_with(".report.json") {
+            let bytes = landing.moto.get(BUCKET, &key).await.unwrap_or_default();
+            quarantine.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(
+        quarantine.contains("\"extra_columns\"")
+            && quarantine.contains("unclosed") | quarantine.contains("never closed"),
+        "the reports are there: {quarantine}"
+    );
+    let ledger = common::rows(
+        &landing.db.url,
+        "SELECT row_to_json(l)::text FROM etl.load_log l",
+    )
+    .await;
+    let ledger: String = ledger.into_iter().flatten().flatten().collect();
+    for probe in PHI_PROBES {
+        assert!(
+            !output.contains(probe),
+            "the worker printed {probe}:\n{output}"
+        );
+        assert!(
+            !quarantine.contains(probe),
+            "a quarantine report holds {probe}:\n{quarantine}"
+        );
+        assert!(
+            !ledger.contains(probe),
+            "the ledger holds {probe}: {ledger}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_whose_rejected_rows_cannot_reach_the_quarantine_is_not_committed() {
+    let db = TestDb::new("quarantine_first").await;
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let queue = moto.create_queue_with_notification(BUCKET, PREFIX).await;
+    let url = db.url.clone();
+    // A quarantine bucket that does not exist: every upload of the rejects file fails.
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "QUARANTINE_BUCKET" => Some("no-such-quarantine-bucket".to_string()),
+        _ => None,
+    })
+    .expect("config");
+    let handler = Handler::new(
+        moto.s3.clone(),
+        Postgres::new(&db.url).expect("url"),
+        config,
+    )
+    .with_metrics(false);
+    let csv =
+        "dimLocationPK,Location Name\n1,A\n2,B\nx,C\n4,D\n5,E\n6,F\n7,G\n8,H\n9,I\n10,J\n11,K\n";
+    moto.put(BUCKET, "incoming/dimLocation.csv", csv).await;
+    let mut messages = moto.receive_raw_messages(&queue.url, 2).await;
+    messages.retain(|m| body_json(m)["Event"] != "s3:TestEvent");
+    let response = within(
+        "handling",
+        handler.handle_event(&sqs_event(&messages, &queue), "quarantine-first"),
+    )
+    .await
+    .expect("an SQS batch answers with its failures");
+    assert_eq!(
+        batch_item_failures(&response).len(),
+        1,
+        "the message is retried: {response}"
+    );
+    assert_eq!(
+        db.count("health.dim_location").await,
+        0,
+        "nothing committed"
+    );
+    assert_eq!(db.ledger_rows().await, 0);
+    drop(handler);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_backs_off_when_sqs_is_unreachable_instead_of_exiting() {
+    let port = free_port();
+    let mut command = healthetl_command();
+    command
+        .args([
+            "worker",
+            "--queue-url",
+            &format!("http://127.0.0.1:{port}/123456789012/none"),
+        ])
+        .args(["--wait-seconds", "1", "--exit-when-idle", "3"])
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1");
+    let started = Instant::now();
+    let mut worker = Process::spawn("healthetl worker", command);
+    let status = worker.wait(STEP_LIMIT).await;
+    let elapsed = started.elapsed();
+    let output = worker.output();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "the worker kept trying for its idle limit, not {elapsed:?}:\n{output}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "then it stops with the error:\n{output}"
+    );
+    assert!(
+        output.matches("backing off").count() >= 2,
+        "each failure is logged with its backoff:\n{output}"
+    );
+}

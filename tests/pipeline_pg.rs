@@ -46,6 +46,7 @@ fn options(tmp: &TempDir) -> LoadOptions {
         force: false,
         reject_threshold: 0.10,
         rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
     }
 }
 

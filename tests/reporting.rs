@@ -431,6 +431,7 @@ async fn load_generated(test: &str) -> Loaded {
         force: false,
         reject_threshold: 0.0,
         rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
     };
     let mut files: Vec<PathBuf> = manifest
         .tables

@@ -139,6 +139,14 @@ impl StreamRefusal {
 #[error("{0}")]
 struct TransportError(io::Error);
 
+/// An error as the transport gave it: the transport mark removed (kind and message kept).
+fn untagged(e: io::Error) -> io::Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<TransportError>()) {
+        Some(t) => io::Error::new(t.0.kind(), t.0.to_string()),
+        None => e,
+    }
+}
+
 /// The raw bytes: counted (for the gzip ratio) and with their errors marked as transport errors.
 struct Raw {
     inner: Box<dyn Read + Send>,
@@ -171,12 +179,10 @@ impl<R: Read> Read for Inflated<R> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<TransportError>()) {
-                    return Err(io::Error::new(t.0.kind(), t.0.to_string()));
-                }
-                return Err(StreamRefusal::CorruptGzip(e.to_string()).into_io());
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<TransportError>()) => {
+                return Err(untagged(e));
             }
+            Err(e) => return Err(StreamRefusal::CorruptGzip(e.to_string()).into_io()),
         };
         self.out += n as u64;
         if self.out > self.limits.max_bytes {
@@ -205,12 +211,7 @@ struct Plain<R> {
 
 impl<R: Read> Read for Plain<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).map_err(|e| {
-            match e.get_ref().and_then(|i| i.downcast_ref::<TransportError>()) {
-                Some(t) => io::Error::new(t.0.kind(), t.0.to_string()),
-                None => e,
-            }
-        })?;
+        let n = self.inner.read(buf).map_err(untagged)?;
         self.out += n as u64;
         if self.out > self.max {
             return Err(StreamRefusal::TooLarge { limit: self.max }.into_io());
@@ -235,12 +236,7 @@ pub fn decompress_within(
         read: Arc::clone(&read),
     };
     let mut buffered = BufReader::with_capacity(READ_BUFFER, raw);
-    let head = buffered.fill_buf().map_err(|e| {
-        match e.get_ref().and_then(|i| i.downcast_ref::<TransportError>()) {
-            Some(t) => io::Error::new(t.0.kind(), t.0.to_string()),
-            None => e,
-        }
-    })?;
+    let head = buffered.fill_buf().map_err(untagged)?;
     let is_gzip = head.starts_with(&GZIP_MAGIC);
     if !is_gzip && name.to_ascii_lowercase().ends_with(".gz") && !head.is_empty() {
         return Err(StreamRefusal::NotGzip.into_io());
@@ -291,10 +287,14 @@ fn sniff(head: &[u8], was_gzip: bool) -> Option<StreamRefusal> {
         return Some(StreamRefusal::Zip);
     }
     if head.starts_with(b"\xFF\xFE") {
-        return Some(StreamRefusal::Utf16("UTF-16 little-endian (byte-order mark FF FE)"));
+        return Some(StreamRefusal::Utf16(
+            "UTF-16 little-endian (byte-order mark FF FE)",
+        ));
     }
     if head.starts_with(b"\xFE\xFF") {
-        return Some(StreamRefusal::Utf16("UTF-16 big-endian (byte-order mark FE FF)"));
+        return Some(StreamRefusal::Utf16(
+            "UTF-16 big-endian (byte-order mark FE FF)",
+        ));
     }
     // UTF-16 without a mark: NUL in every other byte of ASCII text.
     let sample = &head[..head.len().min(512)];
@@ -309,10 +309,14 @@ fn sniff(head: &[u8], was_gzip: bool) -> Option<StreamRefusal> {
         };
         let half = sample.len() / 2;
         if nul_at(1) * 4 >= half * 3 {
-            return Some(StreamRefusal::Utf16("UTF-16 little-endian (NUL bytes between characters)"));
+            return Some(StreamRefusal::Utf16(
+                "UTF-16 little-endian (NUL bytes between characters)",
+            ));
         }
         if nul_at(0) * 4 >= half * 3 {
-            return Some(StreamRefusal::Utf16("UTF-16 big-endian (NUL bytes between characters)"));
+            return Some(StreamRefusal::Utf16(
+                "UTF-16 big-endian (NUL bytes between characters)",
+            ));
         }
     }
     None
@@ -379,7 +383,9 @@ mod tests {
             }
             Err(e) => e,
         };
-        StreamRefusal::from_io(&e).cloned().unwrap_or_else(|| panic!("not a refusal: {e}"))
+        StreamRefusal::from_io(&e)
+            .cloned()
+            .unwrap_or_else(|| panic!("not a refusal: {e}"))
     }
 
     #[test]
@@ -396,29 +402,62 @@ mod tests {
         let r = decompress(Box::new(io::Cursor::new(nested)), "x.csv.gz");
         assert_eq!(refusal(r), StreamRefusal::NestedGzip);
         let zip = b"PK\x03\x04rest".to_vec();
-        assert_eq!(refusal(decompress(Box::new(io::Cursor::new(zip)), "x.csv")), StreamRefusal::Zip);
+        assert_eq!(
+            refusal(decompress(Box::new(io::Cursor::new(zip)), "x.csv")),
+            StreamRefusal::Zip
+        );
         let mut utf16 = vec![0xFF, 0xFE];
         utf16.extend("a,b\n1,2\n".encode_utf16().flat_map(u16::to_le_bytes));
-        assert!(matches!(refusal(decompress(Box::new(io::Cursor::new(utf16.clone())), "x.csv")), StreamRefusal::Utf16(_)));
+        assert!(matches!(
+            refusal(decompress(
+                Box::new(io::Cursor::new(utf16.clone())),
+                "x.csv"
+            )),
+            StreamRefusal::Utf16(_)
+        ));
         let no_bom = utf16[2..].to_vec();
-        assert!(matches!(refusal(decompress(Box::new(io::Cursor::new(no_bom)), "x.csv")), StreamRefusal::Utf16(_)));
+        assert!(matches!(
+            refusal(decompress(Box::new(io::Cursor::new(no_bom)), "x.csv")),
+            StreamRefusal::Utf16(_)
+        ));
     }
 
     #[test]
     fn objects_over_the_size_limit_are_refused() {
-        let limits = StreamLimits { max_bytes: 100, max_gzip_ratio: 0 };
+        let limits = StreamLimits {
+            max_bytes: 100,
+            max_gzip_ratio: 0,
+        };
         let plain = b"a\n".repeat(100);
-        let r = decompress_within(Box::new(io::Cursor::new(plain.clone())), "x.csv", Some(200), limits);
+        let r = decompress_within(
+            Box::new(io::Cursor::new(plain.clone())),
+            "x.csv",
+            Some(200),
+            limits,
+        );
         assert_eq!(refusal(r), StreamRefusal::TooLarge { limit: 100 });
-        let r = decompress_within(Box::new(io::Cursor::new(plain.clone())), "x.csv", None, limits);
+        let r = decompress_within(
+            Box::new(io::Cursor::new(plain.clone())),
+            "x.csv",
+            None,
+            limits,
+        );
         assert_eq!(refusal(r), StreamRefusal::TooLarge { limit: 100 });
-        let r = decompress_within(Box::new(io::Cursor::new(gzip(&plain))), "x.csv.gz", None, limits);
+        let r = decompress_within(
+            Box::new(io::Cursor::new(gzip(&plain))),
+            "x.csv.gz",
+            None,
+            limits,
+        );
         assert_eq!(refusal(r), StreamRefusal::TooLarge { limit: 100 });
     }
 
     #[test]
     fn a_gzip_bomb_is_refused_by_its_ratio() {
-        let limits = StreamLimits { max_bytes: u64::MAX, max_gzip_ratio: 100 };
+        let limits = StreamLimits {
+            max_bytes: u64::MAX,
+            max_gzip_ratio: 100,
+        };
         let bomb = gzip(&vec![b'x'; (RATIO_GRACE_BYTES + (1 << 20)) as usize]);
         let r = decompress_within(Box::new(io::Cursor::new(bomb)), "x.csv.gz", None, limits);
         assert_eq!(refusal(r), StreamRefusal::Ratio { ratio: 100 });

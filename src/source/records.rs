@@ -335,24 +335,24 @@ impl<R: BufRead> Records<R> {
             bom,
             eof: false,
             p: Parser {
-            limits,
-            seen: Seen::Ascii,
-            line: 1,
-            after_cr: false,
-            quoted_cr: false,
-            end_line: 1,
-            state: State::StartField,
-            started: false,
-            record_line: 1,
-            quote_line: 1,
-            bytes: Vec::with_capacity(4096),
-            ends: Vec::with_capacity(32),
-            field_bytes: 0,
-            record_bytes: 0,
-            fields_seen: 0,
-            anomaly: None,
-            decoded: String::with_capacity(4096),
-            decoded_ends: Vec::with_capacity(32),
+                limits,
+                seen: Seen::Ascii,
+                line: 1,
+                after_cr: false,
+                quoted_cr: false,
+                end_line: 1,
+                state: State::StartField,
+                started: false,
+                record_line: 1,
+                quote_line: 1,
+                bytes: Vec::with_capacity(4096),
+                ends: Vec::with_capacity(32),
+                field_bytes: 0,
+                record_bytes: 0,
+                fields_seen: 0,
+                anomaly: None,
+                decoded: String::with_capacity(4096),
+                decoded_ends: Vec::with_capacity(32),
             },
         })
     }
@@ -419,7 +419,6 @@ impl<R: BufRead> Records<R> {
 }
 
 impl Parser {
-
     fn reset_record(&mut self) {
         self.state = State::StartField;
         self.started = false;

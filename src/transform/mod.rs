@@ -18,7 +18,9 @@ pub enum HeaderError {
     Empty,
     #[error("missing column '{column}' (table {table} needs it)")]
     MissingColumn { column: String, table: String },
-    #[error("column '{column}' appears more than once in the header (columns {first} and {second})")]
+    #[error(
+        "column '{column}' appears more than once in the header (columns {first} and {second})"
+    )]
     DuplicateColumn {
         column: String,
         first: usize,
@@ -526,7 +528,11 @@ mod tests {
     #[test]
     fn headers_match_ignoring_case_spaces_underscores_and_order() {
         let t = SCHEMA.by_name("dim_location").unwrap();
-        let m = map_header(t, &cows(&["Location Name", "notes", "DIM_LOCATION_PK"]).as_fields()).unwrap();
+        let m = map_header(
+            t,
+            &cows(&["Location Name", "notes", "DIM_LOCATION_PK"]).as_fields(),
+        )
+        .unwrap();
         assert_eq!(m.indices, [2, 0]);
         assert_eq!(m.extra_columns, [2]);
         assert_eq!(
@@ -562,7 +568,11 @@ mod tests {
 
     #[test]
     fn a_column_given_twice_is_refused() {
-        let e = map_header(payer(), &cows(&["dimPayerPK", "PayerName", "payer_name"]).as_fields()).unwrap_err();
+        let e = map_header(
+            payer(),
+            &cows(&["dimPayerPK", "PayerName", "payer_name"]).as_fields(),
+        )
+        .unwrap_err();
         assert!(matches!(e, HeaderError::DuplicateColumn { .. }));
     }
 
@@ -595,7 +605,12 @@ mod tests {
 
     #[test]
     fn text_keeps_its_spaces_and_only_an_empty_field_is_null() {
-        let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &[" 3 ", " Aetna  "]).unwrap();
+        let row = cast_row(
+            "dim_payer",
+            &["dimPayerPK", "PayerName"],
+            &[" 3 ", " Aetna  "],
+        )
+        .unwrap();
         assert_eq!(row, "3\t Aetna  ");
         let row = cast_row("dim_payer", &["dimPayerPK", "PayerName"], &["3", "  "]).unwrap();
         assert_eq!(row, "3\t  ");
@@ -609,7 +624,11 @@ mod tests {
             Some("4 extra columns at positions 10–12, 15 (ignored)")
         );
         let t = SCHEMA.by_name("dim_payer").unwrap();
-        let m = map_header(t, &cows(&["dimPayerPK", "PayerName", "Jane Doe"]).as_fields()).unwrap();
+        let m = map_header(
+            t,
+            &cows(&["dimPayerPK", "PayerName", "Jane Doe"]).as_fields(),
+        )
+        .unwrap();
         assert_eq!(m.name(2), "column 3");
         assert_eq!(m.name(1), "PayerName");
     }
@@ -623,11 +642,21 @@ mod tests {
             anomaly: Some(crate::source::Anomaly::BareQuote { field: 0 }),
             ..record(&f)
         };
-        let r = RowCaster::new(t, &m).write_row(&rec, &mut Vec::new()).unwrap_err();
-        assert_eq!((r.rule, r.column.as_deref()), ("bare_quote", Some("PayerName")));
+        let r = RowCaster::new(t, &m)
+            .write_row(&rec, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(
+            (r.rule, r.column.as_deref()),
+            ("bare_quote", Some("PayerName"))
+        );
         let f = cows(&["only one field"]);
-        let rec = Record { last_line: 9, ..record(&f) };
-        let r = RowCaster::new(t, &m).write_row(&rec, &mut Vec::new()).unwrap_err();
+        let rec = Record {
+            last_line: 9,
+            ..record(&f)
+        };
+        let r = RowCaster::new(t, &m)
+            .write_row(&rec, &mut Vec::new())
+            .unwrap_err();
         assert!(r.reason.contains("from line 7 to line 9"), "{}", r.reason);
     }
 
