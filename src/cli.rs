@@ -103,8 +103,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 }
 
 fn is_csv(path: &Path) -> bool {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    name.ends_with(".csv") || name.ends_with(".csv.gz")
+    crate::route::is_csv_name(&path.to_string_lossy())
 }
 
 fn load_rank(path: &Path) -> u8 {

@@ -404,6 +404,19 @@ struct Plan {
     skipped: Vec<(String, String)>,
 }
 
+/// The table a local CSV file's header routes to, read as the loader reads it.
+fn route_local_by_header(path: &Path) -> Result<&'static crate::schema::Table, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let input = crate::source::decompress(Box::new(file), &path.to_string_lossy())
+        .map_err(|e| e.to_string())?;
+    let mut records = crate::source::Records::new(input).map_err(|e| e.to_string())?;
+    let header = records
+        .next_record()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the file is empty".to_string())?;
+    crate::route::route_by_header(&header.fields).map_err(|e| e.to_string())
+}
+
 /// The table files under `root` (or `root` itself) with their keys, and the files left out with why.
 fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
     let meta = std::fs::metadata(root).map_err(|source| IngestError::Io {
@@ -434,8 +447,11 @@ fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
             continue;
         }
         if let Err(e) = route(&name) {
-            skipped.push((shown, e.to_string()));
-            continue;
+            // The name decides nothing: the header may (as the loader will decide it).
+            if let Err(reason) = route_local_by_header(&path) {
+                skipped.push((shown, format!("{e}; {reason}")));
+                continue;
+            }
         }
         let key = format!("{prefix}{name}");
         if let Some(first) = planned.iter().find(|p| p.key == key) {

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::route::{file_name, route};
+use crate::route::{RoutedBy, file_name, is_csv_name, route, route_by_header};
 use crate::schema::Table;
 use crate::source::{
     Counting, Limits, Object, ReadError as SourceError, Records, StreamLimits, TextEncoding,
@@ -89,6 +89,8 @@ pub struct LoadReport {
     /// [`crate::transform::describe_extra_columns`]).
     pub extra_columns: Vec<usize>,
     pub encoding: Option<TextEncoding>,
+    /// How the table was chosen: by the file name, or by the header when the name named none.
+    pub routed_by: Option<RoutedBy>,
     pub rejects_file: Option<PathBuf>,
     pub rejects: Vec<Reject>,
     pub load_id: Option<i64>,
@@ -108,6 +110,7 @@ impl LoadReport {
             error: None,
             extra_columns: Vec::new(),
             encoding: None,
+            routed_by: None,
             rejects_file: None,
             rejects: Vec::new(),
             load_id: None,
@@ -156,6 +159,8 @@ enum ReadError {
 
 /// What the parsing side found in the header.
 struct HeaderInfo {
+    table: &'static Table,
+    routed_by: RoutedBy,
     extra_columns: Vec<usize>,
 }
 
@@ -266,12 +271,15 @@ async fn load_with(
         let shown = display_name(&object.name);
         return report.end(Status::Refused, Some(format!("{shown}: {reason}")), started);
     }
+    // By name; when the name decides nothing, by the header (read before anything runs in the warehouse).
     let table = match route(&object.name) {
-        Ok(t) => t,
+        Ok(t) => Some(t),
+        Err(_) if is_csv_name(&object.name) => None,
         Err(e) => return report.end(Status::Refused, Some(e.to_string()), started),
     };
     let report = LoadReport {
-        table: Some(table.name.clone()),
+        table: table.map(|t| t.name.clone()),
+        routed_by: table.map(|_| RoutedBy::Name),
         ..report
     };
     let report = match target {
@@ -300,7 +308,7 @@ async fn load_with(
 
 async fn load_routed(
     warehouse: &mut Postgres,
-    table: &'static Table,
+    table: Option<&'static Table>,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
@@ -335,6 +343,9 @@ async fn load_routed(
         Err(_) => return finish_worker_error(worker, report, started).await,
     };
     report.extra_columns = header.extra_columns;
+    let table = header.table;
+    report.table = Some(table.name.clone());
+    report.routed_by = Some(header.routed_by);
 
     let mut load = match warehouse
         .begin_load(table, &object.identity, options.force)
@@ -389,6 +400,7 @@ async fn load_routed(
         rows_rejected: stats.rows_rejected,
         forced: options.force,
         encoding,
+        routed_by: header.routed_by.label(),
     };
     let snapshot = report.clone();
     let before = PublishBeforeCommit {
@@ -429,7 +441,7 @@ fn over_threshold(display_name: &str, stats: &TransformStats, threshold: f64) ->
 /// them to the loader (staging in S3, COPY, merge, ledger, commit, cleanup).
 async fn load_routed_redshift(
     warehouse: &mut Redshift,
-    table: &'static Table,
+    table: Option<&'static Table>,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
@@ -445,11 +457,19 @@ async fn load_routed_redshift(
         reader,
         size,
     } = object;
-    if !options.force && warehouse.already_loaded(table, &identity).await {
+    // A cheap check before parsing, when the name routes; the load's transaction checks again either way.
+    if let Some(table) = table
+        && !options.force
+        && warehouse.already_loaded(table, &identity).await
+    {
         return report.end(Status::Skipped, None, started);
     }
     let wanted = warehouse.parts_wanted().await;
-    let load_id = load_id(&table.name, &identity, started_at);
+    let load_id = load_id(
+        table.map_or("by-header", |t| t.name.as_str()),
+        &identity,
+        started_at,
+    );
     let part_dir = warehouse.settings().work_dir.join(&load_id);
     let display_name = display_name(&name);
     let rejects_path = options
@@ -476,6 +496,8 @@ async fn load_routed_redshift(
     let report = match staged {
         Ok(Ok(outcome)) => {
             report.extra_columns = outcome.extra_columns.clone();
+            report.table = Some(outcome.table.name.clone());
+            report.routed_by = Some(outcome.routed_by);
             report.with_stats(&outcome.stats);
             report.encoding = Some(outcome.encoding);
             report.rejects_file = outcome.rejects_file.clone();
@@ -487,7 +509,7 @@ async fn load_routed_redshift(
                 outcome,
                 started_at,
             };
-            load_staged(warehouse, table, options, staged, report, publish).await
+            load_staged(warehouse, options, staged, report, publish).await
         }
         Ok(Err(e)) => read_error_report(report, e, started),
         Err(e) => report.end(
@@ -512,7 +534,6 @@ struct Staged<'a> {
 
 async fn load_staged(
     warehouse: &mut Redshift,
-    table: &'static Table,
     options: &LoadOptions,
     staged: Staged<'_>,
     mut report: LoadReport,
@@ -542,11 +563,12 @@ async fn load_staged(
             rows_rejected: stats.rows_rejected,
             forced: options.force,
             encoding: outcome.encoding.label(),
+            routed_by: outcome.routed_by.label(),
         },
         started: staged.started_at,
         before_commit: &before,
     };
-    match warehouse.load(table, &request).await {
+    match warehouse.load(outcome.table, &request).await {
         Ok(LoadOutcome::Loaded(done)) => {
             report.rows_loaded = done.rows_loaded;
             report.rows_duplicate = done.rows_duplicate;
@@ -715,15 +737,17 @@ impl ReadOptions {
 fn read_object(
     reader: Box<dyn io::Read + Send>,
     name: &str,
-    table: &'static Table,
+    table: Option<&'static Table>,
     channels: Channels,
     rejects_path: &Path,
     options: &ReadOptions,
 ) -> Result<ReadOutcome, ReadError> {
     let shown = display_name(name);
     let shown = shown.as_str();
-    let (mut records, map) = open_records(reader, name, table, options)?;
+    let (mut records, map, table, routed_by) = open_records(reader, name, table, options)?;
     let info = HeaderInfo {
+        table,
+        routed_by,
         extra_columns: map.extra_columns.clone(),
     };
     if channels.header.send(info).is_err() {
@@ -756,26 +780,36 @@ type ObjectRecords = Records<Box<dyn BufRead + Send>>;
 fn open_records(
     reader: Box<dyn io::Read + Send>,
     name: &str,
-    table: &'static Table,
+    table: Option<&'static Table>,
     options: &ReadOptions,
-) -> Result<(ObjectRecords, HeaderMap), ReadError> {
+) -> Result<(ObjectRecords, HeaderMap, &'static Table, RoutedBy), ReadError> {
     let shown = display_name(name);
     let input = decompress_within(reader, name, options.size, options.stream)
         .map_err(|e| source_error(&shown, SourceError::from(e)))?;
     let mut records =
         Records::with_limits(input, options.limits).map_err(|e| source_error(&shown, e))?;
-    let map = {
+    let (map, table, routed_by) = {
         let header = records.next_record().map_err(|e| source_error(&shown, e))?;
         let result = match header {
             None => Err(HeaderError::Empty.to_string()),
             Some(h) => match h.anomaly {
                 Some(a) => Err(format!("line {}: the header {}", h.line, a.reason())),
-                None => map_header(table, &h.fields).map_err(|e| e.to_string()),
+                None => match table {
+                    Some(t) => Ok((t, RoutedBy::Name)),
+                    None => route_by_header(&h.fields)
+                        .map(|t| (t, RoutedBy::Header))
+                        .map_err(|e| e.to_string()),
+                }
+                .and_then(|(t, by)| {
+                    map_header(t, &h.fields)
+                        .map(|m| (m, t, by))
+                        .map_err(|e| e.to_string())
+                }),
             },
         };
         result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
     };
-    Ok((records, map))
+    Ok((records, map, table, routed_by))
 }
 
 /// A reading error as the pipeline reports it: a refusal of the object, or a failure a retry may cure.
@@ -923,6 +957,8 @@ fn part_error(e: io::Error) -> ReadError {
 
 /// What the Redshift parsing side finished with.
 struct StageOutcome {
+    table: &'static Table,
+    routed_by: RoutedBy,
     stats: TransformStats,
     encoding: TextEncoding,
     extra_columns: Vec<usize>,
@@ -935,7 +971,7 @@ struct StageOutcome {
 fn stage_object(
     reader: Box<dyn io::Read + Send>,
     name: &str,
-    table: &'static Table,
+    table: Option<&'static Table>,
     dir: &Path,
     wanted: usize,
     rejects_path: &Path,
@@ -943,7 +979,7 @@ fn stage_object(
 ) -> Result<StageOutcome, ReadError> {
     let shown = display_name(name);
     let shown = shown.as_str();
-    let (mut records, map) = open_records(reader, name, table, options)?;
+    let (mut records, map, table, routed_by) = open_records(reader, name, table, options)?;
     let mut sink = PartSink {
         parts: PartWriter::new(dir, wanted).map_err(part_error)?,
         last_key: None,
@@ -953,6 +989,8 @@ fn stage_object(
         cast_records(&mut records, &caster, &map, shown, &mut sink, rejects_path)?;
     let parts = sink.parts.finish().map_err(part_error)?;
     Ok(StageOutcome {
+        table,
+        routed_by,
         stats,
         encoding: records.encoding(),
         extra_columns: map.extra_columns,

@@ -1,7 +1,101 @@
-//! Routing: which table an object (a local path or an S3 key) loads into, decided from its file name alone.
-//! An object that routes nowhere is refused before anything touches the warehouse.
+//! Routing: which table an object (a local path or an S3 key) loads into — by its file name, or, when the name
+//! decides nothing (the Kaggle copies' `DimPhyscian.csv`, `Dimtrancstion.csv`, `DimPlayer.csv`), by its header.
+//! An object that routes nowhere, or to several tables, is refused before anything touches the warehouse.
 
 use crate::schema::{SCHEMA, Table};
+use crate::source::Fields;
+use crate::transform::map_header;
+
+/// How an object's table was chosen (reported, and recorded in the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutedBy {
+    /// The file name's stem names the table.
+    Name,
+    /// The name named no table; the header carries exactly one table's source headers.
+    Header,
+}
+
+impl RoutedBy {
+    /// The label in reports and the ledger.
+    pub fn label(self) -> &'static str {
+        match self {
+            RoutedBy::Name => "name",
+            RoutedBy::Header => "header",
+        }
+    }
+}
+
+/// Why a header routes to no table, or to more than one. Names only the schema's tables and columns, never the
+/// header's own text (it may be a patient's record that lost its line end).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderRouteError {
+    #[error(
+        "the name names no table and the header carries no table's columns (closest: {closest}, which also needs {missing})"
+    )]
+    NoTable { closest: String, missing: String },
+    #[error(
+        "the name names no table and the header fits several: {candidates}; rename the file to choose one"
+    )]
+    Several { candidates: String },
+}
+
+/// Whether a name is one the loader reads: `.csv` or `.csv.gz`, in any case. The one home of that rule.
+pub fn is_csv_name(object: &str) -> bool {
+    let lower = file_name(object).to_ascii_lowercase();
+    lower.ends_with(".csv") || lower.ends_with(".csv.gz")
+}
+
+/// The one table whose source headers `header` carries (same rules as header mapping: case, spaces and
+/// underscores ignored, any order, extra columns allowed).
+pub fn route_by_header(header: &Fields<'_>) -> Result<&'static Table, HeaderRouteError> {
+    let fits: Vec<&'static Table> = SCHEMA
+        .tables
+        .iter()
+        .filter(|t| map_header(t, header).is_ok())
+        .collect();
+    match fits.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let normalized: Vec<String> = header
+                .iter()
+                .map(crate::transform::normalize_header)
+                .collect();
+            let missing_of = |t: &Table| -> Vec<&'static str> {
+                t.columns
+                    .iter()
+                    .filter(|c| {
+                        let names = [
+                            crate::transform::normalize_header(c.source),
+                            crate::transform::normalize_header(&c.name),
+                        ];
+                        !normalized.iter().any(|h| names.contains(h))
+                    })
+                    .map(|c| c.source)
+                    .collect()
+            };
+            let closest = SCHEMA
+                .tables
+                .iter()
+                .min_by_key(|t| (missing_of(t).len(), t.columns.len()))
+                .expect("the schema has tables");
+            Err(HeaderRouteError::NoTable {
+                closest: closest.source.to_string(),
+                missing: missing_of(closest).join(", "),
+            })
+        }
+        several => Err(HeaderRouteError::Several {
+            candidates: several
+                .iter()
+                .map(|t| {
+                    let cols: Vec<&str> = t.columns.iter().map(|c| c.source).collect();
+                    format!("{} (columns {})", t.source, cols.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(" and "),
+        }),
+    }
+}
 
 /// Why an object name does not route to a table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +216,54 @@ mod tests {
     #[test]
     fn a_directory_that_looks_like_a_table_does_not_route_its_files() {
         assert_eq!(table("dimPatient/notes.csv"), None);
+    }
+
+    fn header(fields: &[&str]) -> crate::source::OwnedFields {
+        crate::source::OwnedFields::from_strs(fields)
+    }
+
+    #[test]
+    fn a_header_routes_to_the_one_table_it_carries() {
+        let h = header(&[
+            "dimPhysicianPK",
+            "ProviderNpi",
+            "ProviderName",
+            "ProviderSpecialty",
+            "ProviderFTE",
+        ]);
+        assert_eq!(
+            route_by_header(&h.as_fields()).unwrap().name,
+            "dim_physician"
+        );
+        let h = header(&["payer name", "DIM_PAYER_PK", "notes"]);
+        assert_eq!(route_by_header(&h.as_fields()).unwrap().name, "dim_payer");
+    }
+
+    #[test]
+    fn a_header_that_fits_several_tables_or_none_is_refused_naming_them() {
+        let h = header(&["dimPayerPK", "PayerName", "dimLocationPK", "LocationName"]);
+        let e = route_by_header(&h.as_fields()).unwrap_err().to_string();
+        assert!(
+            e.contains("dimPayer (columns dimPayerPK, PayerName)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("dimLocation (columns dimLocationPK, LocationName)"),
+            "{e}"
+        );
+        let h = header(&["dimPayerPK", "Zebulon Quackenbush"]);
+        let e = route_by_header(&h.as_fields()).unwrap_err().to_string();
+        assert!(
+            e.contains("closest: dimPayer") && e.contains("PayerName"),
+            "{e}"
+        );
+        assert!(!e.contains("Zebulon"), "{e}");
+    }
+
+    #[test]
+    fn csv_names_are_recognised_in_any_case() {
+        assert!(is_csv_name("in/DimPhyscian.CSV") && is_csv_name("x.csv.GZ"));
+        assert!(!is_csv_name("x.csv.zip") && !is_csv_name("csv"));
     }
 
     #[test]

@@ -976,3 +976,45 @@ async fn the_worker_backs_off_when_sqs_is_unreachable_instead_of_exiting() {
         "each failure is logged with its backoff:\n{output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_object_whose_name_names_no_table_routes_by_its_header_even_gzipped() {
+    let landing = Landing::new("route_by_header").await;
+    let physicians =
+        std::fs::read(repo().join("tests/fixtures/kaggle-names/DimPhyscian.csv")).unwrap();
+    landing
+        .put("incoming/DimPhyscian.csv.gz", gzip(&physicians))
+        .await;
+    landing
+        .put("incoming/notes.csv", "when,what\r\nmonday,call\r\n")
+        .await;
+    let (_, objects) = landing.notifications(2).await;
+    let outcomes = landing
+        .handle_incoming(&sqs_event(&objects, &landing.queue), "route-by-header")
+        .await;
+    let reports: Vec<_> = outcomes.iter().flat_map(|o| &o.reports).collect();
+    let physician = reports
+        .iter()
+        .find(|r| r.source.ends_with("DimPhyscian.csv.gz"))
+        .expect("a report for the physicians");
+    assert_eq!(physician.status, Status::Loaded, "{physician:?}");
+    assert_eq!(physician.table.as_deref(), Some("dim_physician"));
+    assert_eq!(
+        physician.routed_by,
+        Some(healthetl::route::RoutedBy::Header)
+    );
+    assert_eq!(landing.count("dim_physician").await, 2);
+    let notes = reports
+        .iter()
+        .find(|r| r.source.ends_with("notes.csv"))
+        .expect("notes");
+    assert_eq!(notes.status, Status::Refused, "{notes:?}");
+    let report = landing.quarantine_report("incoming/notes.csv").await;
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("carries no table's columns"),
+        "{report}"
+    );
+}

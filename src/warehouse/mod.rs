@@ -141,6 +141,7 @@ pub fn init_statements() -> Vec<String> {
     rows_duplicate BIGINT NOT NULL,
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(16) NOT NULL,
+    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL
 )",
@@ -149,6 +150,11 @@ pub fn init_statements() -> Vec<String> {
     // Ledgers created before sources were TEXT held VARCHAR(2048): widening is a catalog change, no rewrite.
     stmts.push(format!(
         "ALTER TABLE {} ALTER COLUMN source TYPE TEXT",
+        ledger()
+    ));
+    // Ledgers from before routing by header: every earlier load was routed by name.
+    stmts.push(format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS routed_by VARCHAR(16) NOT NULL DEFAULT 'name'",
         ledger()
     ));
     stmts.push(format!(
@@ -257,8 +263,8 @@ pub fn ledger_lookup_sql() -> String {
 pub fn ledger_insert_sql() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, started_at, finished_at) \
-         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, now(), clock_timestamp()) RETURNING load_id",
+         rows_duplicate, forced, encoding, routed_by, started_at, finished_at) \
+         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, now(), clock_timestamp()) RETURNING load_id",
         ledger()
     )
 }

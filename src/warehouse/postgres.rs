@@ -275,6 +275,8 @@ pub struct LedgerEntry<'a> {
     pub rows_rejected: u64,
     pub forced: bool,
     pub encoding: &'a str,
+    /// How the table was chosen: `name` or `header`.
+    pub routed_by: &'a str,
 }
 
 /// One object's open load transaction. Dropping it without [`PgLoad::commit`] rolls everything back.
@@ -390,6 +392,7 @@ impl PgLoad<'_> {
                     &(rows_duplicate as i64),
                     &entry.forced,
                     &entry.encoding,
+                    &entry.routed_by,
                 ],
             )
             .await

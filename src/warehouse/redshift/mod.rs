@@ -245,6 +245,14 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
+        let has_routed_by = count_with(&tx, &sql::ledger_has_column(), "routed_by")
+            .await
+            .map_err(db("reading the ledger's columns"))?;
+        if has_routed_by == 0 {
+            tx.batch_execute(&sql::ledger_add_routed_by())
+                .await
+                .map_err(db("adding the ledger's routed_by column"))?;
+        }
         for stmt in crate::reporting::view_statements() {
             tx.batch_execute(&stmt)
                 .await
@@ -482,6 +490,7 @@ impl Redshift {
                 &entry.encoding,
                 &started,
                 &finished,
+                &entry.routed_by,
             ],
         )
         .await
@@ -507,6 +516,15 @@ impl Redshift {
         tx.commit().await.map_err(db("committing"))?;
         Ok(LoadOutcome::Loaded(done))
     }
+}
+
+/// A count from a query with one text parameter.
+async fn count_with(
+    tx: &Transaction<'_>,
+    statement: &str,
+    param: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(tx.query_one(statement, &[&param]).await?.get(0))
 }
 
 /// Rows affected by a statement without parameters (simple query protocol, as Redshift reports them).

@@ -125,6 +125,7 @@ pub fn create_ledger() -> String {
     rows_duplicate BIGINT NOT NULL,
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(64) NOT NULL,
+    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (load_id)
@@ -243,9 +244,25 @@ pub fn drop_staging() -> String {
 pub fn ledger_insert() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, started_at, finished_at) \
+         rows_duplicate, forced, encoding, routed_by, started_at, finished_at) \
          VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, \
-         $8::BOOLEAN, $9::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
+         $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
+        ledger()
+    )
+}
+
+/// Whether the ledger has a column (Redshift has no `ADD COLUMN IF NOT EXISTS`): `$1` the column name.
+pub fn ledger_has_column() -> String {
+    format!(
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = '{ETL_SCHEMA}' \
+         AND table_name = 'load_log' AND column_name = $1::VARCHAR"
+    )
+}
+
+/// Add the routing column to a ledger created before routing by header.
+pub fn ledger_add_routed_by() -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN routed_by VARCHAR(16) NOT NULL DEFAULT 'name'",
         ledger()
     )
 }
