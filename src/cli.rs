@@ -73,7 +73,7 @@ pub async fn init(url: Option<&str>) -> Result<ExitCode, CliError> {
     connect(url).await?;
     println!(
         "warehouse ready: schemas health and etl, {} tables, ledger etl.load_log, {} reporting views",
-        crate::schema::SCHEMA.tables.len(),
+        crate::schema::SCHEMA.all_tables().count(),
         crate::reporting::views().len()
     );
     Ok(ExitCode::SUCCESS)
@@ -108,9 +108,10 @@ fn is_csv(path: &Path) -> bool {
 
 fn load_rank(path: &Path) -> u8 {
     match route(&path.to_string_lossy()).map(|t| t.kind) {
-        Ok(TableKind::Dimension) => 0,
-        Ok(TableKind::Fact) => 1,
-        Err(_) => 2,
+        Ok(TableKind::Dictionary) => 0,
+        Ok(TableKind::Dimension) => 1,
+        Ok(TableKind::Fact) => 2,
+        Err(_) => 3,
     }
 }
 

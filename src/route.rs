@@ -50,8 +50,7 @@ pub fn is_csv_name(object: &str) -> bool {
 /// underscores ignored, any order, extra columns allowed).
 pub fn route_by_header(header: &Fields<'_>) -> Result<&'static Table, HeaderRouteError> {
     let fits: Vec<&'static Table> = SCHEMA
-        .tables
-        .iter()
+        .all_tables()
         .filter(|t| map_header(t, header).is_ok())
         .collect();
     match fits.as_slice() {
@@ -75,8 +74,7 @@ pub fn route_by_header(header: &Fields<'_>) -> Result<&'static Table, HeaderRout
                     .collect()
             };
             let closest = SCHEMA
-                .tables
-                .iter()
+                .all_tables()
                 .min_by_key(|t| (missing_of(t).len(), t.columns.len()))
                 .expect("the schema has tables");
             Err(HeaderRouteError::NoTable {
@@ -135,22 +133,24 @@ pub fn route(object: &str) -> Result<&'static Table, RouteError> {
     let stem = strip_suffix_ci(name, ".gz").unwrap_or(name);
     let stem = strip_suffix_ci(stem, ".csv");
     let table = stem.and_then(|stem| {
-        SCHEMA.tables.iter().find(|t| {
-            let src = t.source;
-            stem.len() >= src.len()
-                && stem.is_char_boundary(src.len())
-                && stem[..src.len()].eq_ignore_ascii_case(src)
-                && matches!(
-                    stem.as_bytes().get(src.len()),
-                    None | Some(b'_' | b'-' | b'.' | b' ')
-                )
+        SCHEMA.all_tables().find(|t| {
+            std::iter::once(t.source)
+                .chain(t.aliases.iter().copied())
+                .any(|src| {
+                    stem.len() >= src.len()
+                        && stem.is_char_boundary(src.len())
+                        && stem[..src.len()].eq_ignore_ascii_case(src)
+                        && matches!(
+                            stem.as_bytes().get(src.len()),
+                            None | Some(b'_' | b'-' | b'.' | b' ')
+                        )
+                })
         })
     });
     table.ok_or_else(|| RouteError::UnknownTable {
         name: escape_text(name),
         known: SCHEMA
-            .tables
-            .iter()
+            .all_tables()
             .map(|t| t.source)
             .collect::<Vec<_>>()
             .join(", "),
@@ -189,6 +189,22 @@ mod tests {
         assert_eq!(table("dimDate 2020.csv").as_deref(), Some("dim_date"));
         assert_eq!(table("dimDate.v2.csv").as_deref(), Some("dim_date"));
         assert_eq!(table(r"C:\data\dimPayer.csv").as_deref(), Some("dim_payer"));
+    }
+
+    #[test]
+    fn the_data_dictionary_routes_under_each_of_its_spellings() {
+        for name in [
+            "Datadictionery.csv",
+            "DataDictionary.csv",
+            "data_dictionary.csv.gz",
+        ] {
+            assert_eq!(table(name).as_deref(), Some("data_dictionary"), "{name}");
+        }
+        let h = crate::source::OwnedFields::from_strs(&["Table", "Column", "Definition"]);
+        assert_eq!(
+            route_by_header(&h.as_fields()).unwrap().name,
+            "data_dictionary"
+        );
     }
 
     #[test]

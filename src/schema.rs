@@ -39,11 +39,14 @@ impl ColumnType {
     }
 }
 
-/// Whether a table is a dimension or the fact table; dimensions load first in a directory.
+/// Whether a table is a dimension, the fact table or the data dictionary; in a directory the dictionary loads
+/// first, then the dimensions, then the fact table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     Dimension,
     Fact,
+    /// The dataset's data dictionary: its definitions become column comments.
+    Dictionary,
 }
 
 struct ColumnDef {
@@ -56,7 +59,9 @@ struct ColumnDef {
 struct TableDef {
     source: &'static str,
     kind: TableKind,
-    primary_key: &'static str,
+    primary_key: &'static [&'static str],
+    /// Other stems the table's files go by (routing by name).
+    aliases: &'static [&'static str],
     doc: &'static str,
     columns: &'static [ColumnDef],
 }
@@ -99,7 +104,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimPatient",
         kind: TableKind::Dimension,
-        primary_key: "dim_patient_pk",
+        primary_key: &["dim_patient_pk"],
+        aliases: &[],
         doc: "One row per patient.",
         columns: &[
             col("dimPatientPK", BigInt, "Patient key"),
@@ -120,7 +126,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimPhysician",
         kind: TableKind::Dimension,
-        primary_key: "dim_physician_pk",
+        primary_key: &["dim_physician_pk"],
+        aliases: &[],
         doc: "One row per rendering provider.",
         columns: &[
             col("dimPhysicianPK", BigInt, "Physician key"),
@@ -133,7 +140,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimPayer",
         kind: TableKind::Dimension,
-        primary_key: "dim_payer_pk",
+        primary_key: &["dim_payer_pk"],
+        aliases: &[],
         doc: "One row per insurance payer.",
         columns: &[
             col("dimPayerPK", BigInt, "Payer key"),
@@ -143,7 +151,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimLocation",
         kind: TableKind::Dimension,
-        primary_key: "dim_location_pk",
+        primary_key: &["dim_location_pk"],
+        aliases: &[],
         doc: "One row per place of service.",
         columns: &[
             col("dimLocationPK", BigInt, "Location key"),
@@ -153,7 +162,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimTransaction",
         kind: TableKind::Dimension,
-        primary_key: "dim_transaction_pk",
+        primary_key: &["dim_transaction_pk"],
+        aliases: &[],
         doc: "One row per transaction type and adjustment reason.",
         columns: &[
             col("dimTransactionPK", BigInt, "Transaction key"),
@@ -170,7 +180,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimDiagnosisCode",
         kind: TableKind::Dimension,
-        primary_key: "dim_diagnosis_code_pk",
+        primary_key: &["dim_diagnosis_code_pk"],
+        aliases: &[],
         doc: "One row per ICD diagnosis code.",
         columns: &[
             col("dimDiagnosisCodePK", BigInt, "Diagnosis key"),
@@ -182,7 +193,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimCptCode",
         kind: TableKind::Dimension,
-        primary_key: "dim_cpt_code_pk",
+        primary_key: &["dim_cpt_code_pk"],
+        aliases: &[],
         doc: "One row per CPT procedure code.",
         columns: &[
             col("dimCPTCodePK", BigInt, "CPT key"),
@@ -194,7 +206,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "dimDate",
         kind: TableKind::Dimension,
-        primary_key: "date_key",
+        primary_key: &["date_key"],
+        aliases: &[],
         doc: "One row per calendar day.",
         columns: &[
             renamed(
@@ -215,7 +228,8 @@ const TABLES: &[TableDef] = &[
     TableDef {
         source: "FactTable",
         kind: TableKind::Fact,
-        primary_key: "fact_table_pk",
+        primary_key: &["fact_table_pk"],
+        aliases: &[],
         doc: "One row per billing transaction line.",
         columns: &[
             col("FactTablePK", BigInt, "Transaction line key"),
@@ -246,6 +260,36 @@ const TABLES: &[TableDef] = &[
     },
 ];
 
+/// The dataset's data dictionary (`Datadictionery.csv`, `DataDictionary.csv`, or any file with the header
+/// `Table,Column,Definition`): loaded like a table, keyed by table and column; its definitions become comments on
+/// the columns they describe.
+const DICTIONARY: TableDef = TableDef {
+    source: "DataDictionary",
+    kind: TableKind::Dictionary,
+    primary_key: &["table_name", "column_name"],
+    aliases: &["Datadictionery", "Data_Dictionary"],
+    doc: "One row per documented column of the dataset, from its data dictionary.",
+    columns: &[
+        renamed(
+            "Table",
+            "table_name",
+            SHORT,
+            "The table the definition is for, as the dataset names it",
+        ),
+        renamed(
+            "Column",
+            "column_name",
+            SHORT,
+            "The column, as the dataset names it",
+        ),
+        col(
+            "Definition",
+            ColumnType::Varchar(2000),
+            "What the column means",
+        ),
+    ],
+};
+
 /// One warehouse column and the source header it comes from.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -263,8 +307,12 @@ pub struct Table {
     pub kind: TableKind,
     pub doc: &'static str,
     pub columns: Vec<Column>,
-    /// Index into `columns` of the primary key.
+    /// Index into `columns` of the (first) primary-key column: the one whose order the loader follows.
     pub pk_index: usize,
+    /// Indexes into `columns` of every primary-key column, in key order.
+    pub key: Vec<usize>,
+    /// Other stems the table's files go by.
+    pub aliases: &'static [&'static str],
 }
 
 impl Table {
@@ -273,9 +321,35 @@ impl Table {
         format!("{}.{}", quote_ident(DATA_SCHEMA), quote_ident(&self.name))
     }
 
-    /// The primary-key column.
+    /// The (first) primary-key column.
     pub fn primary_key(&self) -> &Column {
         &self.columns[self.pk_index]
+    }
+
+    /// Whether column `i` is part of the primary key.
+    pub fn is_key(&self, i: usize) -> bool {
+        self.key.contains(&i)
+    }
+
+    /// The quoted primary-key columns, comma-separated.
+    pub fn key_list(&self) -> String {
+        self.key
+            .iter()
+            .map(|&i| quote_ident(&self.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `a.k1 = b.k1 AND a.k2 = b.k2` over the primary key, for two quoted relation names.
+    pub fn key_equal(&self, a: &str, b: &str) -> String {
+        self.key
+            .iter()
+            .map(|&i| {
+                let c = quote_ident(&self.columns[i].name);
+                format!("{a}.{c} = {b}.{c}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
     }
 
     /// Comma-separated quoted column list, in declaration order.
@@ -293,19 +367,17 @@ impl Table {
         for c in &self.columns {
             let _ = writeln!(sql, "    {} {},", quote_ident(&c.name), c.ty.sql());
         }
-        let _ = write!(
-            sql,
-            "    PRIMARY KEY ({})\n)",
-            quote_ident(&self.primary_key().name)
-        );
+        let _ = write!(sql, "    PRIMARY KEY ({})\n)", self.key_list());
         sql
     }
 }
 
-/// All nine tables.
+/// The nine tables of the star schema, and the data dictionary beside them.
 #[derive(Debug)]
 pub struct Schema {
     pub tables: Vec<Table>,
+    /// `health.data_dictionary`.
+    pub dictionary: Table,
 }
 
 impl Schema {
@@ -316,23 +388,33 @@ impl Schema {
             .find(|t| t.source.eq_ignore_ascii_case(source))
     }
 
-    /// The table with this warehouse name.
+    /// The table with this warehouse name (the dictionary included).
     pub fn by_name(&self, name: &str) -> Option<&Table> {
-        self.tables.iter().find(|t| t.name == name)
+        self.all_tables().find(|t| t.name == name)
+    }
+
+    /// Every table the warehouse holds: the star schema's, then the data dictionary.
+    pub fn all_tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.iter().chain(std::iter::once(&self.dictionary))
     }
 
     /// Markdown documentation of every table, for the README.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        for t in &self.tables {
+        for t in self.all_tables() {
+            let key: Vec<String> = t
+                .key
+                .iter()
+                .map(|&i| format!("`{}`", t.columns[i].name))
+                .collect();
             let _ = writeln!(
                 md,
-                "#### `{}.{}` ← `{}`\n\n{} Primary key `{}`.\n\n| column | type | source header | meaning |\n|---|---|---|---|",
+                "#### `{}.{}` ← `{}`\n\n{} Primary key {}.\n\n| column | type | source header | meaning |\n|---|---|---|---|",
                 DATA_SCHEMA,
                 t.name,
                 t.source,
                 t.doc,
-                t.primary_key().name
+                key.join(" + ")
             );
             for c in &t.columns {
                 let _ = writeln!(
@@ -352,9 +434,13 @@ impl Schema {
 
 /// The star schema, built once from the declaration above.
 pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
-    tables: TABLES
-        .iter()
-        .map(|t| {
+    tables: TABLES.iter().map(build_table).collect(),
+    dictionary: build_table(&DICTIONARY),
+});
+
+fn build_table(t: &TableDef) -> Table {
+    {
+        {
             let columns: Vec<Column> = t
                 .columns
                 .iter()
@@ -367,21 +453,57 @@ pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
                     doc: c.doc,
                 })
                 .collect();
-            let pk_index = columns
+            let key: Vec<usize> = t
+                .primary_key
                 .iter()
-                .position(|c| c.name == t.primary_key)
-                .unwrap_or_else(|| panic!("schema: {} has no column {}", t.source, t.primary_key));
+                .map(|k| {
+                    columns
+                        .iter()
+                        .position(|c| c.name == *k)
+                        .unwrap_or_else(|| panic!("schema: {} has no column {k}", t.source))
+                })
+                .collect();
             Table {
                 source: t.source,
                 name: snake_case(t.source),
                 kind: t.kind,
                 doc: t.doc,
                 columns,
-                pk_index,
+                pk_index: key[0],
+                key,
+                aliases: t.aliases,
             }
-        })
-        .collect(),
-});
+        }
+    }
+}
+
+/// A name reduced for matching: lower case, without spaces, underscores or a BOM (`Location Name`,
+/// `location_name` and `LocationName` are one name).
+pub fn normalize_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '\u{feff}')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Schema {
+    /// The table and column a data dictionary row describes: the table by its source name, warehouse name or an
+    /// alias; the column by its source header or warehouse name (names matched as headers are).
+    pub fn documented_column(&self, table: &str, column: &str) -> Option<(&Table, &Column)> {
+        let (table, column) = (normalize_name(table), normalize_name(column));
+        let t = self.all_tables().find(|t| {
+            std::iter::once(t.source)
+                .chain(t.aliases.iter().copied())
+                .chain(std::iter::once(t.name.as_str()))
+                .any(|n| normalize_name(n) == table)
+        })?;
+        let c = t
+            .columns
+            .iter()
+            .find(|c| normalize_name(c.source) == column || normalize_name(&c.name) == column)?;
+        Some((t, c))
+    }
+}
 
 /// snake_case as the contract defines it: split before an upper-case letter that follows a lower-case letter or
 /// digit, and before the last upper-case letter of a run that is followed by lower case.

@@ -26,7 +26,7 @@ async fn the_kaggle_folder_loads_every_table_routing_misnamed_files_by_header() 
     .await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     let summary = out.json();
-    assert_eq!(summary["totals"]["loaded"], 9, "{summary:#}");
+    assert_eq!(summary["totals"]["loaded"], 10, "{summary:#}");
     let routed: Vec<(String, String, String)> = summary["objects"]
         .as_array()
         .unwrap()
@@ -68,6 +68,36 @@ async fn the_kaggle_folder_loads_every_table_routing_misnamed_files_by_header() 
     assert_eq!(db.count("health.fact_table").await, 6);
     assert_eq!(db.count("health.dim_physician").await, 2);
 
+    // The data dictionary is a table, and its definitions are the columns' comments.
+    assert_eq!(db.count("health.data_dictionary").await, 5);
+    let comment: String = scalar(
+        &db.url,
+        "SELECT col_description('health.fact_table'::regclass, \
+         (SELECT attnum FROM pg_attribute WHERE attrelid = 'health.fact_table'::regclass AND attname = 'gross_charge'))",
+    )
+    .await;
+    assert_eq!(
+        comment,
+        "The amount billed, before payments and adjustments"
+    );
+    let quoted: String = scalar(
+        &db.url,
+        "SELECT d.description FROM pg_description d JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid \
+         WHERE d.objoid = 'health.dim_patient'::regclass AND a.attname = 'patient_number'",
+    )
+    .await;
+    assert_eq!(quoted, "The patient's medical record number");
+    let comments: i64 = scalar(
+        &db.url,
+        "SELECT count(*) FROM pg_description d JOIN pg_class c ON c.oid = d.objoid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'health' AND d.objsubid > 0",
+    )
+    .await;
+    assert_eq!(
+        comments, 4,
+        "the row for an undeclared column stays in the table only"
+    );
+
     // Text is byte-exact: trailing spaces kept; empty text is NULL; quoted commas are data.
     let diagnoses = rows(
         &db.url,
@@ -102,7 +132,7 @@ async fn the_kaggle_folder_loads_every_table_routing_misnamed_files_by_header() 
     )
     .await;
     assert_eq!(again.code, Some(0), "{}", again.stdout);
-    assert_eq!(again.json()["totals"]["skipped"], 9);
+    assert_eq!(again.json()["totals"]["skipped"], 10);
 }
 
 #[tokio::test]

@@ -470,9 +470,9 @@ async fn refused_objects_get_a_quarantine_report_and_leave_nothing_in_the_wareho
     assert_eq!(notes["source"], format!("s3://{BUCKET}/incoming/notes.csv"));
     assert_eq!(notes["request_id"], "refusals");
     assert!(
-        notes["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("'notes.csv' does not name a table")),
+        notes["reason"].as_str().is_some_and(|r| r.contains(
+            "notes.csv: the name names no table and the header carries no table's columns"
+        )),
         "{notes:#}"
     );
     let payer = landing.quarantine_report("incoming/dimPayer.csv").await;

@@ -432,6 +432,16 @@ DISTKEY ("fact_table_pk")
 COMPOUND SORTKEY ("dim_date_post_pk")
 ENCODE AUTO;
 
+CREATE TABLE IF NOT EXISTS "health"."data_dictionary" (
+    "table_name" VARCHAR(400) NOT NULL,
+    "column_name" VARCHAR(400) NOT NULL,
+    "definition" VARCHAR(8000),
+    PRIMARY KEY ("table_name", "column_name")
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY ("table_name")
+ENCODE AUTO;
+
 CREATE TABLE IF NOT EXISTS "etl"."load_log" (
     load_id BIGINT IDENTITY(1,1) NOT NULL,
     source VARCHAR(4096) NOT NULL,
@@ -444,6 +454,7 @@ CREATE TABLE IF NOT EXISTS "etl"."load_log" (
     rows_duplicate BIGINT NOT NULL,
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(64) NOT NULL,
+    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (load_id)
@@ -513,7 +524,7 @@ fn every_load_statement_is_golden() {
         (sql::drop_staging(), r#"DROP TABLE "healthetl_staging""#),
         (
             sql::ledger_insert(),
-            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
+            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
         ),
         (
             sql::ledger_load_id(),

@@ -87,10 +87,7 @@ pub fn describe_extra_columns(positions: &[usize]) -> Option<String> {
 
 /// A header name reduced for matching: lower case, without spaces or underscores.
 pub fn normalize_header(name: &str) -> String {
-    name.chars()
-        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '\u{feff}')
-        .flat_map(char::to_lowercase)
-        .collect()
+    crate::schema::normalize_name(name)
 }
 
 /// Match a header to a table: case-insensitive, ignoring spaces and underscores, in any order. A column may be
@@ -288,7 +285,7 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                 ColumnType::Varchar(_) => raw,
                 _ => cast::trim(raw),
             };
-            let is_pk = i == self.table.pk_index;
+            let is_pk = self.table.is_key(i);
             let result = if value.is_empty() {
                 if is_pk {
                     Err(CastError::NullPrimaryKey)
@@ -300,7 +297,7 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                 write_value::<F>(col.ty, value, out)
             };
             match result {
-                Ok(k) if is_pk => key = k,
+                Ok(k) if i == self.table.pk_index => key = k,
                 Ok(_) => {}
                 Err(e) => {
                     out.truncate(start);

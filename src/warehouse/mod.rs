@@ -27,6 +27,44 @@ impl Warehouse {
     }
 }
 
+/// The data dictionary's rows, for turning its definitions into column comments.
+pub fn dictionary_rows_sql() -> String {
+    format!(
+        "SELECT table_name, column_name, definition FROM {} ORDER BY 1, 2",
+        SCHEMA.dictionary.qualified()
+    )
+}
+
+/// `COMMENT ON COLUMN` for every dictionary row that describes a declared column (others are kept in the table
+/// only). Identifiers come from the schema; the definition is a string literal, its quotes doubled, and its
+/// backslashes too where the dialect treats them as escapes (`E'…'` on PostgreSQL; Redshift's literals).
+pub fn column_comment_statements(
+    rows: &[(String, String, Option<String>)],
+    postgres: bool,
+) -> Vec<String> {
+    rows.iter()
+        .filter_map(|(table, column, definition)| {
+            let (t, c) = SCHEMA.documented_column(table, column)?;
+            let text = match definition {
+                None => "NULL".to_string(),
+                Some(d) => {
+                    let escaped = d.replace('\\', "\\\\").replace('\'', "''");
+                    if postgres {
+                        format!("E'{escaped}'")
+                    } else {
+                        format!("'{escaped}'")
+                    }
+                }
+            };
+            Some(format!(
+                "COMMENT ON COLUMN {}.{} IS {text}",
+                t.qualified(),
+                quote_ident(&c.name)
+            ))
+        })
+        .collect()
+}
+
 /// The longest texts a dialect's ledger stores, checked before a load starts (never a failure at the ledger insert
 /// after the whole object was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +165,7 @@ pub fn init_statements() -> Vec<String> {
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
     ];
-    stmts.extend(SCHEMA.tables.iter().map(Table::create_sql));
+    stmts.extend(SCHEMA.all_tables().map(Table::create_sql));
     stmts.push(format!(
         "CREATE TABLE IF NOT EXISTS {} (
     load_id BIGSERIAL PRIMARY KEY,
@@ -212,9 +250,9 @@ pub fn max_key_sql(table: &Table) -> String {
     )
 }
 
-/// Whether a table's key allows the direct-append fast path (integer keys, compared to the table's maximum).
+/// Whether a table's key allows the direct-append fast path (one integer key, compared to the table's maximum).
 pub fn supports_direct_append(table: &Table) -> bool {
-    table.primary_key().ty == ColumnType::BigInt
+    table.key.len() == 1 && table.primary_key().ty == ColumnType::BigInt
 }
 
 /// Delete the target rows the staged rows replace. Returns the count deleted, and of those the count with a key
@@ -227,10 +265,11 @@ pub fn delete_replaced_sql(table: &Table) -> String {
         "0::BIGINT"
     };
     format!(
-        "WITH d AS (DELETE FROM {} t USING {} s WHERE t.{pk} = s.{pk} RETURNING t.{pk} AS k) \
+        "WITH d AS (DELETE FROM {} t USING {} s WHERE {} RETURNING t.{pk} AS k) \
          SELECT count(*)::BIGINT, {appended} FROM d",
         table.qualified(),
         quote_ident(STAGING),
+        table.key_equal("t", "s"),
     )
 }
 
@@ -238,7 +277,7 @@ pub fn delete_replaced_sql(table: &Table) -> String {
 /// staging segment whose keys strictly increase has no duplicates and skips the sort.
 pub fn insert_staged_sql(table: &Table, dedupe: bool) -> String {
     let cols = table.column_list();
-    let pk = quote_ident(&table.primary_key().name);
+    let pk = table.key_list();
     let select = if dedupe {
         format!(
             "SELECT DISTINCT ON ({pk}) {cols} FROM {} ORDER BY {pk}, {} DESC",
@@ -275,6 +314,52 @@ mod tests {
 
     fn payer() -> &'static Table {
         SCHEMA.by_name("dim_payer").unwrap()
+    }
+
+    #[test]
+    fn dictionary_rows_become_comments_on_declared_columns_only() {
+        let rows = vec![
+            (
+                "FactTable".to_string(),
+                "GrossCharge".to_string(),
+                Some("It's $ \\ 'gross' ok".to_string()),
+            ),
+            ("dimPhysician".into(), "provider_fte".into(), None),
+            ("FactTable".into(), "NoSuchColumn".into(), Some("x".into())),
+            ("Elsewhere".into(), "AR".into(), Some("x".into())),
+        ];
+        let pg = column_comment_statements(&rows, true);
+        assert_eq!(
+            pg,
+            [
+                "COMMENT ON COLUMN \"health\".\"fact_table\".\"gross_charge\" IS E'It''s $ \\\\ ''gross'' ok'",
+                "COMMENT ON COLUMN \"health\".\"dim_physician\".\"provider_fte\" IS NULL",
+            ]
+        );
+        let rs = column_comment_statements(&rows[..1], false);
+        assert!(
+            rs[0].ends_with("IS 'It''s $ \\\\ ''gross'' ok'"),
+            "{}",
+            rs[0]
+        );
+    }
+
+    #[test]
+    fn composite_keys_delete_and_deduplicate_on_every_key_column() {
+        let d = &SCHEMA.dictionary;
+        let sql = delete_replaced_sql(d);
+        assert!(
+            sql.contains(
+                "t.\"table_name\" = s.\"table_name\" AND t.\"column_name\" = s.\"column_name\""
+            ),
+            "{sql}"
+        );
+        let sql = insert_staged_sql(d, true);
+        assert!(
+            sql.contains("DISTINCT ON (\"table_name\", \"column_name\")"),
+            "{sql}"
+        );
+        assert!(!supports_direct_append(d));
     }
 
     #[test]

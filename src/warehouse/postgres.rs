@@ -18,7 +18,7 @@ use super::{
     supports_direct_append,
 };
 use crate::config::SslMode;
-use crate::schema::Table;
+use crate::schema::{Table, TableKind};
 
 /// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
 /// errors, whose messages can quote row values (patient data): those carry the SQLSTATE only.
@@ -378,6 +378,24 @@ impl PgLoad<'_> {
             rows_loaded = rows_loaded + inserted - replaced_appended as u64;
         }
         let rows_duplicate = (self.appended + self.staged).saturating_sub(rows_loaded);
+        if self.table.kind == TableKind::Dictionary {
+            let rows: Vec<(String, String, Option<String>)> = self
+                .tx
+                .query(&super::dictionary_rows_sql(), &[])
+                .await
+                .map_err(WarehouseError::db("reading the data dictionary"))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            for stmt in super::column_comment_statements(&rows, true) {
+                self.tx
+                    .batch_execute(&stmt)
+                    .await
+                    .map_err(WarehouseError::db(
+                        "commenting columns from the data dictionary",
+                    ))?;
+            }
+        }
         let row = self
             .tx
             .query_one(

@@ -235,7 +235,7 @@ impl Redshift {
             .await
             .map_err(db("creating the schemas"))?;
         }
-        for table in &crate::schema::SCHEMA.tables {
+        for table in crate::schema::SCHEMA.all_tables() {
             server
                 .execute(&tx, &sql::create_table(table))
                 .await
@@ -474,6 +474,20 @@ impl Redshift {
             }
         };
         let rows_duplicate = staged_rows.saturating_sub(rows_loaded);
+        if table.kind == crate::schema::TableKind::Dictionary {
+            let rows: Vec<(String, String, Option<String>)> = tx
+                .query(&super::dictionary_rows_sql(), &[])
+                .await
+                .map_err(db("reading the data dictionary"))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            for stmt in super::column_comment_statements(&rows, false) {
+                tx.batch_execute(&stmt)
+                    .await
+                    .map_err(db("commenting columns from the data dictionary"))?;
+            }
+        }
         let started = timestamptz(request.started);
         let finished = timestamptz(SystemTime::now());
         tx.execute(

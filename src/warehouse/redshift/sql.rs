@@ -62,7 +62,7 @@ pub enum Distribution {
 pub fn attributes(table: &Table) -> TableAttributes {
     let pk = table.primary_key().name.clone();
     match table.kind {
-        TableKind::Dimension => TableAttributes {
+        TableKind::Dimension | TableKind::Dictionary => TableAttributes {
             distribution: Distribution::All,
             sort_key: vec![pk],
         },
@@ -99,11 +99,11 @@ fn column_line(c: &Column, is_pk: bool) -> String {
 pub fn create_table(table: &Table) -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.qualified());
     for (i, c) in table.columns.iter().enumerate() {
-        sql.push_str(&column_line(c, i == table.pk_index));
+        sql.push_str(&column_line(c, table.is_key(i)));
     }
     sql.push_str(&format!(
         "    PRIMARY KEY ({})\n)\n{}",
-        quote_ident(&table.primary_key().name),
+        table.key_list(),
         attribute_lines(&attributes(table))
     ));
     sql
@@ -143,7 +143,7 @@ pub fn init_statements() -> Vec<String> {
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
     ];
-    stmts.extend(SCHEMA.tables.iter().map(create_table));
+    stmts.extend(SCHEMA.all_tables().map(create_table));
     stmts.push(create_ledger());
     stmts
 }
@@ -210,10 +210,10 @@ pub fn copy(table: &Table, manifest_url: &str, role_arn: &str) -> String {
 
 /// Delete the target rows that staged rows replace.
 pub fn delete_replaced(table: &Table) -> String {
-    let pk = quote_ident(&table.primary_key().name);
     let target = table.qualified();
     let staging = quote_ident(STAGING);
-    format!("DELETE FROM {target} USING {staging} WHERE {target}.{pk} = {staging}.{pk}")
+    let on = table.key_equal(&target, &staging);
+    format!("DELETE FROM {target} USING {staging} WHERE {on}")
 }
 
 /// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key; Redshift has
@@ -225,7 +225,7 @@ pub fn insert_staged(table: &Table, dedupe: bool) -> String {
         format!(
             "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {} DESC) AS \"_rank\" \
              FROM {staging}) AS ranked WHERE \"_rank\" = 1",
-            quote_ident(&table.primary_key().name),
+            table.key_list(),
             quote_ident(LINE_COLUMN)
         )
     } else {
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn every_table_is_created_with_its_attributes() {
         let all = init_statements();
-        assert_eq!(all.len(), 2 + SCHEMA.tables.len() + 1);
+        assert_eq!(all.len(), 2 + SCHEMA.all_tables().count() + 1);
         for t in &SCHEMA.tables {
             let ddl = create_table(t);
             assert!(ddl.ends_with("ENCODE AUTO"), "{ddl}");
