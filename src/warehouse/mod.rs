@@ -65,6 +65,23 @@ pub fn column_comment_statements(
         .collect()
 }
 
+/// Turn the data dictionary's definitions into column comments inside a load's transaction (both dialects).
+pub async fn comment_columns_from_dictionary(
+    tx: &tokio_postgres::Transaction<'_>,
+    postgres: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let rows: Vec<(String, String, Option<String>)> = tx
+        .query(&dictionary_rows_sql(), &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    for stmt in column_comment_statements(&rows, postgres) {
+        tx.batch_execute(&stmt).await?;
+    }
+    Ok(())
+}
+
 /// The longest texts a dialect's ledger stores, checked before a load starts (never a failure at the ledger insert
 /// after the whole object was read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

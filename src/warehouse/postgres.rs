@@ -379,22 +379,11 @@ impl PgLoad<'_> {
         }
         let rows_duplicate = (self.appended + self.staged).saturating_sub(rows_loaded);
         if self.table.kind == TableKind::Dictionary {
-            let rows: Vec<(String, String, Option<String>)> = self
-                .tx
-                .query(&super::dictionary_rows_sql(), &[])
+            super::comment_columns_from_dictionary(&self.tx, true)
                 .await
-                .map_err(WarehouseError::db("reading the data dictionary"))?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect();
-            for stmt in super::column_comment_statements(&rows, true) {
-                self.tx
-                    .batch_execute(&stmt)
-                    .await
-                    .map_err(WarehouseError::db(
-                        "commenting columns from the data dictionary",
-                    ))?;
-            }
+                .map_err(WarehouseError::db(
+                    "commenting columns from the data dictionary",
+                ))?;
         }
         let row = self
             .tx

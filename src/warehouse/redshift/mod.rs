@@ -475,18 +475,9 @@ impl Redshift {
         };
         let rows_duplicate = staged_rows.saturating_sub(rows_loaded);
         if table.kind == crate::schema::TableKind::Dictionary {
-            let rows: Vec<(String, String, Option<String>)> = tx
-                .query(&super::dictionary_rows_sql(), &[])
+            super::comment_columns_from_dictionary(&tx, false)
                 .await
-                .map_err(db("reading the data dictionary"))?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect();
-            for stmt in super::column_comment_statements(&rows, false) {
-                tx.batch_execute(&stmt)
-                    .await
-                    .map_err(db("commenting columns from the data dictionary"))?;
-            }
+                .map_err(db("commenting columns from the data dictionary"))?;
         }
         let started = timestamptz(request.started);
         let finished = timestamptz(SystemTime::now());
