@@ -2,11 +2,13 @@
 """healthetl load vs psql \\copy: the same fact table file, the same target table shape, an empty warehouse.
 
 For each size (rows, default 1000000 4000000): generate the dataset (`--plain`, so psql can read it; and the
-noisy file of the same seed), then BENCH_REPEAT times, rotating the order of the tools: truncate both targets
-and the ledger, VACUUM + CHECKPOINT, run one tool and measure its wall time and peak RSS (os.wait4 ru_maxrss,
-see measured()). Only FactTable.csv is loaded; the tables each tool loaded are compared by a row-hash checksum.
-Prints a table and verdicts against the targets (healthetl <= 1.5x psql, peak RSS <= 64 MB, flat RSS from the
-smallest to the largest size); raw numbers go to target/bench/results.json.
+noisy file of the same seed) and load its dimensions once, then BENCH_REPEAT times, rotating the order of the
+tools: truncate both fact targets and the ledger, VACUUM + CHECKPOINT, run one tool and measure its wall time and
+peak RSS (os.wait4 ru_maxrss, see measured()). Only FactTable.csv is timed; the tables each tool loaded are
+compared by a row-hash checksum. The tools: psql \copy, healthetl on the plain file, on the noisy file, and on the
+plain file with HEALTHETL_QUALITY=off (no data-quality figures: the ratio of the two plain runs is what the
+figures cost). Prints a table and verdicts against the targets (healthetl <= 1.5x psql, peak RSS <= 64 MB, flat
+RSS from the smallest to the largest size, quality figures <= 5%); raw numbers go to target/bench/results.json.
 
 Normally run through `bench/run` (which builds the binary first). Standard library only.
 Exit status: 0 when every load was correct (targets missed or not), 1 on any error.
@@ -45,7 +47,9 @@ BUSY = 0.15  # machine busier than this before a run: warn that timings are nois
 PSQL = "psql \\copy"
 ETL = "healthetl load"
 NOISY = "healthetl load (noisy)"
-TOOLS = [PSQL, ETL, NOISY]
+UNCHECKED = "healthetl (no quality)"
+TOOLS = [PSQL, ETL, NOISY, UNCHECKED]
+QUALITY_COST_TARGET = 1.05  # the data-quality figures may cost at most 5% of a load
 
 # Order-independent fingerprint of a loaded table: every column of every row goes into it.
 CHECKSUM_SQL = "SELECT count(*), sum(hashtext(t::text)::bigint) FROM {table} t"
@@ -182,8 +186,22 @@ def generate(rows):
     return files
 
 
+def load_dimensions(fact):
+    """The dimensions of the generated dataset, loaded once per size (reset() keeps them): the fact loads' orphan
+    checks then probe real dimension keys, as they do in production."""
+    url = bench_url()
+    psql(url, "TRUNCATE " + ", ".join(f"health.{t}" for t in DIMENSIONS))
+    files = sorted(str(p) for p in fact.parent.glob("dim*.csv"))
+    env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
+    run([BIN, "load", "--rejects-dir", str(OUT / "rejects"), *files], env=env)
+
+
+DIMENSIONS = ["dim_patient", "dim_physician", "dim_transaction", "dim_payer", "dim_location",
+              "dim_diagnosis_code", "dim_cpt_code", "dim_date"]
+
+
 def reset():
-    """Empty warehouse: both targets and the ledger truncated, dead space vacuumed, dirty pages flushed."""
+    """Empty fact tables: both targets and the ledger truncated, dead space vacuumed, dirty pages flushed."""
     url = bench_url()
     psql(url, "TRUNCATE health.fact_table, bench_baseline.fact_table, etl.load_log", "VACUUM", "CHECKPOINT")
 
@@ -197,14 +215,22 @@ def run_tool(tool, rows, plain, noisy):
             raise BenchError(f"{tool}: exit {code}, output {out.strip()!r}, errors {err.strip()!r}")
         table = "bench_baseline.fact_table"
     else:
-        file = plain if tool == ETL else noisy
+        file = noisy if tool == NOISY else plain
         env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
+        if tool == UNCHECKED:
+            env["HEALTHETL_QUALITY"] = "off"
         argv = [BIN, "load", "--json", "--rejects-dir", str(OUT / "rejects"), str(file)]
         seconds, rss, cpu, code, out, err = measured(argv, env=env)
         try:
             report = json.loads(out)["objects"][0]
         except (ValueError, KeyError, IndexError):
             raise BenchError(f"{tool}: exit {code}, unreadable output {out[:500]!r}, errors {err.strip()!r}")
+        quality = report.get("quality")
+        if tool == UNCHECKED and quality is not None:
+            raise BenchError(f"{tool}: HEALTHETL_QUALITY=off still counted quality figures: {quality}")
+        if tool != UNCHECKED and (quality is None or any(n != 0 for n in quality["orphans"].values())
+                                  or quality["ar_mismatch"] != 0):
+            raise BenchError(f"{tool}: expected clean quality figures with every dimension loaded, got {quality}")
         if code != 0 or report["status"] != "loaded" or report["rows_loaded"] != rows:
             raise BenchError(
                 f"{tool}: exit {code}, status {report['status']}, rows_loaded {report['rows_loaded']} "
@@ -225,6 +251,7 @@ def bench_size(rows, repeat, raw):
         f"({plain.stat().st_size / 2**20:.0f} MB plain, {noisy.stat().st_size / 2**20:.0f} MB noisy)",
         flush=True,
     )
+    load_dimensions(plain)
     # Untimed warm-up: the first load of a new size pays for creating WAL segments and warming the server.
     reset()
     run_tool(PSQL, rows, plain, noisy)
@@ -275,11 +302,15 @@ def report(summary, sizes, raw):
     print("-" * len(head))
     verdicts, ok = [], True
     for rows in sizes:
-        p, e, n = (summary[(rows, t)] for t in TOOLS)
+        p, e, n, u = (summary[(rows, t)] for t in TOOLS)
         ratio = e["median_s"] / p["median_s"]
         e["ratio_vs_psql"] = ratio
         n["ratio_vs_plain"] = n["median_s"] / e["median_s"]
-        for s, note in ((p, ""), (e, f"{ratio:.2f}x psql"), (n, f"{n['ratio_vs_plain']:.2f}x plain")):
+        cost = e["median_s"] / u["median_s"]
+        e["quality_cost"] = cost
+        u["ratio_vs_psql"] = u["median_s"] / p["median_s"]
+        for s, note in ((p, ""), (e, f"{ratio:.2f}x psql"), (n, f"{n['ratio_vs_plain']:.2f}x plain"),
+                        (u, f"{u['ratio_vs_psql']:.2f}x psql")):
             print(
                 f"{rows:>9}  {s['tool']:<24} {s['median_s']:>9.2f} {s['min_s']:>7.2f} {s['max_s']:>7.2f} "
                 f"{s['rows_per_s']:>10,.0f} {s['peak_rss_mb']:>12.1f}  {note}"
@@ -293,11 +324,17 @@ def report(summary, sizes, raw):
             f"{rows:>9} rows: time {ratio:.2f}x psql vs target {TARGET_RATIO}x: {'OK' if time_ok else 'MISSED'}{parity}; "
             f"peak RSS {rss:.1f} MB vs {TARGET_RSS_MB:.0f} MB: {'OK' if rss_ok else 'MISSED'}"
         )
+        cost_ok = cost <= QUALITY_COST_TARGET
+        ok &= cost_ok
+        verdicts.append(
+            f"{rows:>9} rows: quality figures cost {100 * (cost - 1):+.1f}% ({cost:.3f}x the load without them) "
+            f"vs target <= {100 * (QUALITY_COST_TARGET - 1):.0f}%: {'OK' if cost_ok else 'MISSED'}"
+        )
     flat = None
     if len(sizes) > 1:
         lo, hi = min(sizes), max(sizes)
         flat = True
-        for tool in (ETL, NOISY):
+        for tool in (ETL, NOISY, UNCHECKED):
             a, b = summary[(lo, tool)]["peak_rss_mb"], summary[(hi, tool)]["peak_rss_mb"]
             grew = b - a
             tool_flat = grew <= max(a * FLAT_RATIO, FLAT_SLACK_MB)
@@ -317,7 +354,8 @@ def report(summary, sizes, raw):
     for v in verdicts:
         print(v)
     if ok:
-        print(f"VERDICT: targets met (<= {TARGET_RATIO}x psql, <= {TARGET_RSS_MB:.0f} MB, flat memory); product goal is parity.")
+        print(f"VERDICT: targets met (<= {TARGET_RATIO}x psql, <= {TARGET_RSS_MB:.0f} MB, flat memory, quality "
+              f"<= {100 * (QUALITY_COST_TARGET - 1):.0f}%); product goal is parity.")
     else:
         print("!" * 72)
         print(f"!!! VERDICT: TARGET MISSED (<= {TARGET_RATIO}x psql, <= {TARGET_RSS_MB:.0f} MB peak RSS, flat memory)")

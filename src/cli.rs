@@ -245,6 +245,12 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
         if let Some(extra) = crate::transform::describe_extra_columns(&r.extra_columns) {
             let _ = writeln!(out, "    {extra}");
         }
+        if let (Some(q), Some(table)) = (&r.quality, r.table.as_deref())
+            && q.has_findings()
+            && let Some(t) = crate::schema::SCHEMA.by_name(table)
+        {
+            let _ = writeln!(out, "    quality: {}", q.describe(t));
+        }
     }
     let t = totals(reports);
     let _ = writeln!(

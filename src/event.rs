@@ -1192,7 +1192,7 @@ mod tests {
         assert_eq!(
             error,
             EventError::NotS3Notification {
-                found: "an object with keys [Message, Type]".to_owned()
+                found: "an object with keys [Type, Message]".to_owned()
             }
         );
         assert!(!error.to_string().contains("secret"));

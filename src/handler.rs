@@ -226,6 +226,7 @@ impl Handler {
             rejects_dir: self.work_dir.clone(),
             limits: self.config.read_limits,
             stream: self.config.stream_limits,
+            quality: true,
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {
@@ -375,6 +376,11 @@ fn log_and_measure(report: &LoadReport, object: &ObjectRef, request_id: &str, me
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let quality = report
+        .quality
+        .as_ref()
+        .map(crate::transform::Quality::to_json)
+        .unwrap_or_default();
     if report.status == Status::Failed {
         tracing::error!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
             rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
@@ -382,7 +388,8 @@ fn log_and_measure(report: &LoadReport, object: &ObjectRef, request_id: &str, me
     } else {
         tracing::info!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
             rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
-            duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
+            duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), quality = %quality,
+            "object processed");
     }
     if !metrics {
         return;
@@ -400,28 +407,62 @@ fn now_millis() -> u128 {
         .unwrap_or(0)
 }
 
-/// A CloudWatch Embedded Metric Format record: namespace `healthetl`, dimension sets `[Table]` and none.
+/// A CloudWatch Embedded Metric Format record: namespace `healthetl`, dimension sets `[Table]` and none. Fact loads
+/// add their quality figures: `OrphanRows_<key column>` per dimension key (rows without their dimension row, when
+/// counted), `OrphanKeys` (their sum) and `<Total>MismatchRows` (`ArMismatchRows`).
 pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value {
-    json!({
-        "_aws": {
+    let mut metrics = vec![
+        json!({"Name": "RowsLoaded", "Unit": "Count"}),
+        json!({"Name": "RowsRejected", "Unit": "Count"}),
+        json!({"Name": "ObjectsRefused", "Unit": "Count"}),
+        json!({"Name": "LoadDurationMs", "Unit": "Milliseconds"}),
+    ];
+    let mut values = serde_json::Map::new();
+    values.insert("Table".into(), json!(table));
+    values.insert("RowsLoaded".into(), json!(report.rows_loaded));
+    values.insert("RowsRejected".into(), json!(report.rows_rejected));
+    values.insert(
+        "ObjectsRefused".into(),
+        json!(u8::from(report.status == Status::Refused)),
+    );
+    values.insert("LoadDurationMs".into(), json!(report.duration_ms));
+    if let Some(q) = &report.quality {
+        let mut figures: Vec<(String, u64)> = q
+            .orphans
+            .iter()
+            .map(|(column, n)| (format!("OrphanRows_{column}"), *n))
+            .collect();
+        let total = figures.iter().map(|(_, n)| n).sum();
+        figures.push(("OrphanKeys".into(), total));
+        if let Some((column, n)) = &q.mismatch {
+            let name: String = column
+                .split('_')
+                .map(|part| {
+                    let mut chars = part.chars();
+                    chars.next().map_or_else(String::new, |c| {
+                        c.to_ascii_uppercase().to_string() + chars.as_str()
+                    })
+                })
+                .collect();
+            figures.push((format!("{name}MismatchRows"), *n));
+        }
+        for (name, n) in figures {
+            metrics.push(json!({"Name": name, "Unit": "Count"}));
+            values.insert(name, json!(n));
+        }
+    }
+    values.insert(
+        "_aws".into(),
+        json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "healthetl",
                 "Dimensions": [["Table"], []],
-                "Metrics": [
-                    {"Name": "RowsLoaded", "Unit": "Count"},
-                    {"Name": "RowsRejected", "Unit": "Count"},
-                    {"Name": "ObjectsRefused", "Unit": "Count"},
-                    {"Name": "LoadDurationMs", "Unit": "Milliseconds"}
-                ]
+                "Metrics": metrics
             }]
-        },
-        "Table": table,
-        "RowsLoaded": report.rows_loaded,
-        "RowsRejected": report.rows_rejected,
-        "ObjectsRefused": u8::from(report.status == Status::Refused),
-        "LoadDurationMs": report.duration_ms,
-    })
+        }),
+    );
+    Value::Object(values)
 }
 
 /// The warehouse of the configured dialect over [`connection_from`]; Redshift stages through `s3`.
@@ -579,6 +620,16 @@ async fn read_secret(sdk: &SdkConfig, arn: &str) -> Result<DbSecret, StartupErro
 mod tests {
     use super::*;
 
+    /// The metric names an EMF record declares.
+    fn metric_names(v: &Value) -> Vec<&str> {
+        v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn metrics_follow_the_embedded_metric_format() {
         let mut report = LoadReport::not_loaded("s3://b/notes.csv", Status::Refused, "x".into());
@@ -592,12 +643,38 @@ mod tests {
         assert_eq!(v["ObjectsRefused"], 1);
         assert_eq!(v["LoadDurationMs"], 12);
         assert_eq!(v["Table"], "unknown");
-        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
+        let names = metric_names(&v);
+        for name in names {
+            assert!(v.get(name).is_some(), "{name} has a value");
+        }
+        assert!(
+            v.get("OrphanKeys").is_none(),
+            "no quality figures without a fact load"
+        );
+    }
+
+    #[test]
+    fn fact_loads_add_their_quality_figures_as_metrics() {
+        let fact = crate::schema::SCHEMA.by_name("fact_table").unwrap();
+        let column = |name: &str| fact.columns.iter().find(|c| c.name == name).unwrap();
+        let mut report = LoadReport::not_loaded("s3://b/FactTable.csv", Status::Loaded, "x".into());
+        report.quality = Some(crate::transform::Quality::new(
+            fact,
+            vec![
+                (column("dim_patient_pk"), 4),
+                (column("dim_payer_pk"), 1),
+                (column("dim_location_pk"), 0),
+            ],
+            Some(2),
+        ));
+        let v = emf_record(&report, "fact_table", 1);
+        assert_eq!(v["OrphanRows_dim_patient_pk"], 4);
+        assert_eq!(v["OrphanRows_dim_payer_pk"], 1);
+        assert_eq!(v["OrphanRows_dim_location_pk"], 0);
+        assert_eq!(v["OrphanKeys"], 5);
+        assert_eq!(v["ArMismatchRows"], 2);
+        let names = metric_names(&v);
+        assert!(names.contains(&"ArMismatchRows") && names.contains(&"OrphanKeys"));
         for name in names {
             assert!(v.get(name).is_some(), "{name} has a value");
         }

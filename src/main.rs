@@ -188,6 +188,7 @@ fn main() -> ExitCode {
                         max_bytes: max_object_bytes,
                         max_gzip_ratio,
                     },
+                    quality: std::env::var("HEALTHETL_QUALITY").map_or(true, |v| v != "off"),
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(url.as_deref(), &paths, &options, json, progress).await

@@ -14,16 +14,17 @@ use tokio::sync::{mpsc, oneshot};
 use crate::route::{RoutedBy, file_name, is_csv_name, route, route_by_header};
 use crate::schema::Table;
 use crate::source::{
-    Counting, Limits, Object, ReadError as SourceError, Records, StreamLimits, TextEncoding,
-    decompress_within,
+    ContentDigest, Counting, Limits, Object, ReadError as SourceError, Records, StreamLimits,
+    TextEncoding, decompress_digested,
 };
 use crate::transform::{
-    Csv, HeaderError, HeaderMap, KeyOrder, Reject, RejectWriter, RowCaster, RowFormat,
-    TransformStats, end_csv_row, end_row, map_header,
+    Csv, HeaderError, HeaderMap, KeyOrder, Quality, Reject, RejectWriter, RowCaster, RowFormat,
+    Tally, TransformStats, end_csv_row, end_row, map_header,
 };
+use crate::warehouse::LoadOutcome;
 use crate::warehouse::postgres::{Committed, LedgerEntry};
+use crate::warehouse::redshift::LoadRequest;
 use crate::warehouse::redshift::staging::{PartFile, PartWriter, load_id};
-use crate::warehouse::redshift::{LoadOutcome, LoadRequest};
 use crate::warehouse::{BeforeCommit, LedgerLimits};
 use crate::warehouse::{CopyChunk, Postgres, Redshift, Warehouse};
 use futures_util::future::BoxFuture;
@@ -46,6 +47,9 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// The largest object and gzip ratio (beyond them the object is refused).
     pub stream: StreamLimits,
+    /// Count the data-quality figures of fact loads (on unless `HEALTHETL_QUALITY=off`, which exists to
+    /// measure their cost in `bench/run`; the ledger then records no figures).
+    pub quality: bool,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +60,7 @@ impl Default for LoadOptions {
             rejects_dir: PathBuf::from("rejects"),
             limits: Limits::default(),
             stream: StreamLimits::default(),
+            quality: true,
         }
     }
 }
@@ -91,6 +96,10 @@ pub struct LoadReport {
     pub encoding: Option<TextEncoding>,
     /// How the table was chosen: by the file name, or by the header when the name named none.
     pub routed_by: Option<RoutedBy>,
+    /// The SHA-256 (hex) of the decompressed bytes, once they have all been read.
+    pub content_sha256: Option<String>,
+    /// Data-quality figures of fact loads: orphan rows per dimension key column, balance mismatches.
+    pub quality: Option<Quality>,
     pub rejects_file: Option<PathBuf>,
     pub rejects: Vec<Reject>,
     pub load_id: Option<i64>,
@@ -111,6 +120,8 @@ impl LoadReport {
             extra_columns: Vec::new(),
             encoding: None,
             routed_by: None,
+            content_sha256: None,
+            quality: None,
             rejects_file: None,
             rejects: Vec::new(),
             load_id: None,
@@ -169,6 +180,8 @@ struct ReadOutcome {
     stats: TransformStats,
     encoding: TextEncoding,
     rejects_file: Option<PathBuf>,
+    tally: Tally,
+    content_sha256: Option<String>,
 }
 
 /// Publishes what a load found (its report and rejected rows) before the load commits: the Lambda's quarantine. A
@@ -224,6 +237,7 @@ impl BeforeCommit for PublishBeforeCommit<'_> {
             report.rows_loaded = done.rows_loaded;
             report.rows_duplicate = done.rows_duplicate;
             report.load_id = Some(done.load_id);
+            report.quality = done.quality.clone();
             publish.publish(&report).await
         })
     }
@@ -348,7 +362,12 @@ async fn load_routed(
     report.routed_by = Some(header.routed_by);
 
     let mut load = match warehouse
-        .begin_load(table, &object.identity, options.force)
+        .begin_load(
+            table,
+            &object.identity,
+            object.content_sha256.as_deref(),
+            options.force,
+        )
         .await
     {
         Ok(Some(load)) => load,
@@ -385,6 +404,7 @@ async fn load_routed(
     report.with_stats(&outcome.stats);
     report.encoding = Some(outcome.encoding);
     report.rejects_file = outcome.rejects_file;
+    report.content_sha256 = outcome.content_sha256.or(object.content_sha256);
     if let Err(e) = copied {
         return report.end(Status::Failed, Some(e.to_string()), started);
     }
@@ -401,18 +421,45 @@ async fn load_routed(
         forced: options.force,
         encoding,
         routed_by: header.routed_by.label(),
+        content_sha256: report.content_sha256.as_deref(),
+        tally: &outcome.tally,
     };
     let snapshot = report.clone();
     let before = PublishBeforeCommit {
         publish,
         report: &snapshot,
     };
-    match load.commit(!stats.keys_increasing, entry, &before).await {
-        Ok(done) => {
+    let outcome = load.commit(!stats.keys_increasing, entry, &before).await;
+    loaded_report(report, outcome, started)
+}
+
+/// The report of a load that reached the warehouse's commit.
+fn loaded_report(
+    mut report: LoadReport,
+    outcome: Result<LoadOutcome, crate::warehouse::postgres::WarehouseError>,
+    started: Instant,
+) -> LoadReport {
+    match outcome {
+        Ok(LoadOutcome::Loaded(done)) => {
             report.rows_loaded = done.rows_loaded;
             report.rows_duplicate = done.rows_duplicate;
             report.load_id = Some(done.load_id);
+            report.quality = done.quality;
             report.end(Status::Loaded, None, started)
+        }
+        Ok(LoadOutcome::AlreadyLoaded) => {
+            // The same content is already loaded: this copy did nothing, so it reports nothing (its rejected
+            // rows are the earlier load's, and their file is not kept twice).
+            if let Some(file) = report.rejects_file.take() {
+                let _ = fs::remove_file(file);
+            }
+            let report = LoadReport {
+                rows_read: 0,
+                rows_rejected: 0,
+                rejects: Vec::new(),
+                ..report
+            };
+            report.end(Status::Skipped, None, started)
         }
         Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
     }
@@ -454,13 +501,16 @@ async fn load_routed_redshift(
         name,
         uri,
         identity,
+        content_sha256,
         reader,
         size,
     } = object;
     // A cheap check before parsing, when the name routes; the load's transaction checks again either way.
     if let Some(table) = table
         && !options.force
-        && warehouse.already_loaded(table, &identity).await
+        && warehouse
+            .already_loaded(table, &identity, content_sha256.as_deref())
+            .await
     {
         return report.end(Status::Skipped, None, started);
     }
@@ -501,6 +551,7 @@ async fn load_routed_redshift(
             report.with_stats(&outcome.stats);
             report.encoding = Some(outcome.encoding);
             report.rejects_file = outcome.rejects_file.clone();
+            report.content_sha256 = outcome.content_sha256.clone().or(content_sha256);
             let staged = Staged {
                 load_id: &load_id,
                 display_name: &display_name,
@@ -536,7 +587,7 @@ async fn load_staged(
     warehouse: &mut Redshift,
     options: &LoadOptions,
     staged: Staged<'_>,
-    mut report: LoadReport,
+    report: LoadReport,
     publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
@@ -564,20 +615,14 @@ async fn load_staged(
             forced: options.force,
             encoding: outcome.encoding.label(),
             routed_by: outcome.routed_by.label(),
+            content_sha256: snapshot.content_sha256.as_deref(),
+            tally: &outcome.tally,
         },
         started: staged.started_at,
         before_commit: &before,
     };
-    match warehouse.load(outcome.table, &request).await {
-        Ok(LoadOutcome::Loaded(done)) => {
-            report.rows_loaded = done.rows_loaded;
-            report.rows_duplicate = done.rows_duplicate;
-            report.load_id = Some(done.load_id);
-            report.end(Status::Loaded, None, started)
-        }
-        Ok(LoadOutcome::AlreadyLoaded) => report.end(Status::Skipped, None, started),
-        Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
-    }
+    let loaded = warehouse.load(outcome.table, &request).await;
+    loaded_report(report, loaded, started)
 }
 
 async fn finish_worker_error(
@@ -721,14 +766,25 @@ struct ReadOptions {
     limits: Limits,
     stream: StreamLimits,
     size: Option<u64>,
+    quality: bool,
 }
 
 impl ReadOptions {
+    /// The quality tally of a load of `table` (an inactive one when the figures are off).
+    fn tally(&self, table: &Table, count_keys: bool) -> Tally {
+        if self.quality {
+            Tally::new(table, count_keys)
+        } else {
+            Tally::default()
+        }
+    }
+
     fn new(options: &LoadOptions, size: Option<u64>) -> Self {
         ReadOptions {
             limits: options.limits,
             stream: options.stream,
             size,
+            quality: options.quality,
         }
     }
 }
@@ -744,7 +800,7 @@ fn read_object(
 ) -> Result<ReadOutcome, ReadError> {
     let shown = display_name(name);
     let shown = shown.as_str();
-    let (mut records, map, table, routed_by) = open_records(reader, name, table, options)?;
+    let (mut records, map, table, routed_by, digest) = open_records(reader, name, table, options)?;
     let info = HeaderInfo {
         table,
         routed_by,
@@ -765,16 +821,35 @@ fn read_object(
         last_staged: None,
     };
     let caster = RowCaster::new(table, &map);
-    let (stats, rejects_file) =
-        cast_records(&mut records, &caster, &map, shown, &mut out, rejects_path)?;
+    let mut tally = options.tally(table, true);
+    let (stats, rejects_file) = cast_records(
+        &mut records,
+        &caster,
+        &map,
+        shown,
+        &mut out,
+        rejects_path,
+        &mut tally,
+    )?;
     Ok(ReadOutcome {
         stats,
         encoding: records.encoding(),
         rejects_file,
+        tally,
+        content_sha256: digest.get(),
     })
 }
 
 type ObjectRecords = Records<Box<dyn BufRead + Send>>;
+
+/// An object's records, their header matched to a table, and the digest its content will have once read.
+type OpenedRecords = (
+    ObjectRecords,
+    HeaderMap,
+    &'static Table,
+    RoutedBy,
+    ContentDigest,
+);
 
 /// Decompress and decode an object, read its header and match it to the table.
 fn open_records(
@@ -782,9 +857,9 @@ fn open_records(
     name: &str,
     table: Option<&'static Table>,
     options: &ReadOptions,
-) -> Result<(ObjectRecords, HeaderMap, &'static Table, RoutedBy), ReadError> {
+) -> Result<OpenedRecords, ReadError> {
     let shown = display_name(name);
-    let input = decompress_within(reader, name, options.size, options.stream)
+    let (input, digest) = decompress_digested(reader, name, options.size, options.stream)
         .map_err(|e| source_error(&shown, SourceError::from(e)))?;
     let mut records =
         Records::with_limits(input, options.limits).map_err(|e| source_error(&shown, e))?;
@@ -809,7 +884,7 @@ fn open_records(
         };
         result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
     };
-    Ok((records, map, table, routed_by))
+    Ok((records, map, table, routed_by, digest))
 }
 
 /// A reading error as the pipeline reports it: a refusal of the object, or a failure a retry may cure.
@@ -869,7 +944,9 @@ fn cast_records<F: RowFormat, S: RowSink>(
     shown: &str,
     sink: &mut S,
     rejects_path: &Path,
+    tally: &mut Tally,
 ) -> Result<(TransformStats, Option<PathBuf>), ReadError> {
+    let active = tally.is_active();
     let mut stats = TransformStats::new();
     let mut rejects: Option<RejectWriter<BufWriter<File>>> = None;
     let partial = rejects_path.with_extension("csv.partial");
@@ -878,7 +955,8 @@ fn cast_records<F: RowFormat, S: RowSink>(
             stats.rows_read += 1;
             let buf = sink.buffer();
             let row_start = buf.len();
-            match caster.write_row(&record, buf) {
+            let counted = if active { Some(&mut *tally) } else { None };
+            match caster.write_row_tallied(&record, buf, counted) {
                 Ok(key) => {
                     stats.rows_accepted += 1;
                     sink.end_row(row_start, key, record.line, &mut stats)?;
@@ -964,6 +1042,8 @@ struct StageOutcome {
     extra_columns: Vec<usize>,
     rejects_file: Option<PathBuf>,
     parts: Vec<PartFile>,
+    tally: Tally,
+    content_sha256: Option<String>,
 }
 
 /// The Redshift parsing side: runs on a blocking thread, casts the whole object into up to `wanted` gzip CSV
@@ -979,14 +1059,23 @@ fn stage_object(
 ) -> Result<StageOutcome, ReadError> {
     let shown = display_name(name);
     let shown = shown.as_str();
-    let (mut records, map, table, routed_by) = open_records(reader, name, table, options)?;
+    let (mut records, map, table, routed_by, digest) = open_records(reader, name, table, options)?;
     let mut sink = PartSink {
         parts: PartWriter::new(dir, wanted).map_err(part_error)?,
         last_key: None,
     };
     let caster = RowCaster::<Csv>::with_format(table, &map);
-    let (stats, rejects_file) =
-        cast_records(&mut records, &caster, &map, shown, &mut sink, rejects_path)?;
+    // Redshift counts orphans from the staged rows itself; the tally keeps the balance figure.
+    let mut tally = options.tally(table, false);
+    let (stats, rejects_file) = cast_records(
+        &mut records,
+        &caster,
+        &map,
+        shown,
+        &mut sink,
+        rejects_path,
+        &mut tally,
+    )?;
     let parts = sink.parts.finish().map_err(part_error)?;
     Ok(StageOutcome {
         table,
@@ -996,6 +1085,8 @@ fn stage_object(
         extra_columns: map.extra_columns,
         rejects_file,
         parts,
+        tally,
+        content_sha256: digest.get(),
     })
 }
 

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use crate::schema::{DATA_SCHEMA, quote_ident};
+use crate::schema::{DATA_SCHEMA, SCHEMA, TableKind, quote_ident};
 
 /// Warehouse schema holding the reporting views.
 pub const REPORTING_SCHEMA: &str = "reporting";
@@ -484,8 +484,86 @@ static VIEW_DOCS: LazyLock<Vec<ViewDoc>> = LazyLock::new(|| {
                 }))
                 .collect(),
         })
+        .chain(std::iter::once(ViewDoc {
+            name: DATA_QUALITY,
+            description: "The data-quality figures over the whole warehouse, recomputed at every query: per \
+                dimension key column of the fact table, the fact rows whose key has no row in its dimension \
+                (`orphans`; they shrink to 0 once the dimensions arrive), and the rows where AR is not \
+                GrossCharge + Payment + Adjustment (`ar_mismatch`). One row per figure; never a load failure.",
+            columns: vec![
+                ColumnDoc {
+                    name: "figure",
+                    ty: "VARCHAR",
+                    meaning: "`orphans` or `ar_mismatch`",
+                },
+                ColumnDoc {
+                    name: "column_name",
+                    ty: "VARCHAR",
+                    meaning: "The fact column checked (`dim_patient_pk`, …, `ar`)",
+                },
+                ColumnDoc {
+                    name: "dimension",
+                    ty: "VARCHAR",
+                    meaning: "The dimension table the key refers to (NULL for `ar_mismatch`)",
+                },
+                ColumnDoc {
+                    name: "row_count",
+                    ty: "BIGINT",
+                    meaning: "Fact rows with the finding (0 is clean)",
+                },
+            ],
+        }))
         .collect()
 });
+
+/// The view of data-quality figures.
+pub const DATA_QUALITY: &str = "data_quality";
+
+/// `reporting.data_quality`, derived from the schema: an anti-join per declared dimension key of the fact table and
+/// the balance identity, as `UNION ALL` rows (valid on PostgreSQL and Redshift).
+fn data_quality_sql() -> String {
+    let fact = SCHEMA.tables.iter().find(|t| t.kind == TableKind::Fact);
+    let mut parts = Vec::new();
+    let label = |s: &str| format!("CAST('{s}' AS VARCHAR(64))");
+    if let Some(fact) = fact {
+        for (_, column, dim) in SCHEMA.dimension_keys(fact) {
+            let c = quote_ident(&column.name);
+            let key = quote_ident(&dim.primary_key().name);
+            parts.push(format!(
+                "SELECT {} AS figure, {} AS column_name, {} AS dimension, COUNT(*) AS row_count\n\
+                 FROM {} AS f WHERE f.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} AS d WHERE d.{key} = f.{c})",
+                label("orphans"),
+                label(&column.name),
+                label(&dim.name),
+                fact.qualified(),
+                dim.qualified(),
+            ));
+        }
+        if let Some(b) = &fact.balance {
+            let total = &fact.columns[b.total].name;
+            let sum: Vec<String> = b
+                .parts
+                .iter()
+                .map(|&p| format!("f.{}", quote_ident(&fact.columns[p].name)))
+                .collect();
+            parts.push(format!(
+                "SELECT {} AS figure, {} AS column_name, CAST(NULL AS VARCHAR(64)) AS dimension, COUNT(*) AS row_count\n\
+                 FROM {} AS f WHERE f.{} <> {}",
+                label(&format!("{total}_mismatch")),
+                label(total),
+                fact.qualified(),
+                quote_ident(total),
+                sum.join(" + ")
+            ));
+        }
+    }
+    format!(
+        "CREATE OR REPLACE VIEW {}.{} AS\n{}",
+        quote_ident(REPORTING_SCHEMA),
+        quote_ident(DATA_QUALITY),
+        parts.join("\nUNION ALL\n")
+    )
+}
 
 /// Every reporting view, in creation order.
 pub fn views() -> &'static [ViewDoc] {
@@ -564,6 +642,7 @@ pub fn view_statements() -> Vec<String> {
         quote_ident(REPORTING_SCHEMA)
     )];
     stmts.extend(VIEWS.iter().map(view_sql));
+    stmts.push(data_quality_sql());
     stmts
 }
 
@@ -672,7 +751,6 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::SCHEMA;
 
     /// Check the declarations against the star schema: every joined table and key exists.
     fn joins_match_schema() -> Result<(), String> {

@@ -54,6 +54,14 @@ struct ColumnDef {
     rename: Option<&'static str>,
     ty: ColumnType,
     doc: &'static str,
+    /// The dimension table whose (single-column) key this column holds.
+    references: Option<&'static str>,
+}
+
+/// A column that must equal the sum of others on every row (`AR = GrossCharge + Payment + Adjustment`).
+struct BalanceDef {
+    total: &'static str,
+    parts: &'static [&'static str],
 }
 
 struct TableDef {
@@ -64,6 +72,8 @@ struct TableDef {
     aliases: &'static [&'static str],
     doc: &'static str,
     columns: &'static [ColumnDef],
+    /// The balance identity its rows should satisfy (a data-quality figure, never a rejection).
+    balance: Option<BalanceDef>,
 }
 
 const ID: ColumnType = ColumnType::Varchar(32);
@@ -81,6 +91,24 @@ const fn col(source: &'static str, ty: ColumnType, doc: &'static str) -> ColumnD
         rename: None,
         ty,
         doc,
+        references: None,
+    }
+}
+
+/// A column holding the key of dimension table `dimension` (a foreign key the warehouse does not enforce: files
+/// arrive in any order; rows without their dimension row are counted as orphans).
+const fn key_of(
+    source: &'static str,
+    ty: ColumnType,
+    dimension: &'static str,
+    doc: &'static str,
+) -> ColumnDef {
+    ColumnDef {
+        source,
+        rename: None,
+        ty,
+        doc,
+        references: Some(dimension),
     }
 }
 
@@ -95,6 +123,7 @@ const fn renamed(
         rename: Some(name),
         ty,
         doc,
+        references: None,
     }
 }
 
@@ -122,6 +151,7 @@ const TABLES: &[TableDef] = &[
             col("City", SHORT, "City"),
             col("State", ID, "State"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimPhysician",
@@ -136,6 +166,7 @@ const TABLES: &[TableDef] = &[
             col("ProviderSpecialty", SHORT, "Specialty"),
             col("ProviderFTE", MONEY, "Full-time equivalent"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimPayer",
@@ -147,6 +178,7 @@ const TABLES: &[TableDef] = &[
             col("dimPayerPK", BigInt, "Payer key"),
             col("PayerName", NAME, "Payer name"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimLocation",
@@ -158,6 +190,7 @@ const TABLES: &[TableDef] = &[
             col("dimLocationPK", BigInt, "Location key"),
             col("LocationName", NAME, "Location name"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimTransaction",
@@ -176,6 +209,7 @@ const TABLES: &[TableDef] = &[
             ),
             col("AdjustmentReason", NAME, "Adjustment reason"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimDiagnosisCode",
@@ -189,6 +223,7 @@ const TABLES: &[TableDef] = &[
             col("DiagnosisCodeDescription", DESC, "Description"),
             col("DiagnosisCodeGroup", NAME, "Diagnosis group"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimCptCode",
@@ -202,6 +237,7 @@ const TABLES: &[TableDef] = &[
             col("CptDesc", DESC, "Description"),
             col("CptGrouping", NAME, "CPT grouping"),
         ],
+        balance: None,
     },
     TableDef {
         source: "dimDate",
@@ -224,6 +260,7 @@ const TABLES: &[TableDef] = &[
             col("Day", SmallInt, "Day of month"),
             col("DayName", ID, "Day of week"),
         ],
+        balance: None,
     },
     TableDef {
         source: "FactTable",
@@ -233,22 +270,49 @@ const TABLES: &[TableDef] = &[
         doc: "One row per billing transaction line.",
         columns: &[
             col("FactTablePK", BigInt, "Transaction line key"),
-            col("dimPatientPK", BigInt, "Patient (dim_patient)"),
-            col("dimPhysicianPK", BigInt, "Physician (dim_physician)"),
-            col("dimDatePostPK", Date, "Post date (dim_date)"),
-            col("dimDateServicePK", Date, "Service date (dim_date)"),
-            col("dimCPTCodePK", BigInt, "CPT code (dim_cpt_code)"),
-            col("dimPayerPK", BigInt, "Payer (dim_payer)"),
-            col(
+            key_of(
+                "dimPatientPK",
+                BigInt,
+                "dim_patient",
+                "Patient (dim_patient)",
+            ),
+            key_of(
+                "dimPhysicianPK",
+                BigInt,
+                "dim_physician",
+                "Physician (dim_physician)",
+            ),
+            key_of("dimDatePostPK", Date, "dim_date", "Post date (dim_date)"),
+            key_of(
+                "dimDateServicePK",
+                Date,
+                "dim_date",
+                "Service date (dim_date)",
+            ),
+            key_of(
+                "dimCPTCodePK",
+                BigInt,
+                "dim_cpt_code",
+                "CPT code (dim_cpt_code)",
+            ),
+            key_of("dimPayerPK", BigInt, "dim_payer", "Payer (dim_payer)"),
+            key_of(
                 "dimTransactionPK",
                 BigInt,
+                "dim_transaction",
                 "Transaction type (dim_transaction)",
             ),
-            col("dimLocationPK", BigInt, "Location (dim_location)"),
+            key_of(
+                "dimLocationPK",
+                BigInt,
+                "dim_location",
+                "Location (dim_location)",
+            ),
             col("PatientNumber", ID, "Medical record number"),
-            col(
+            key_of(
                 "dimDiagnosisCodePK",
                 BigInt,
+                "dim_diagnosis_code",
                 "Diagnosis (dim_diagnosis_code)",
             ),
             col("CPTUnits", MONEY, "CPT units"),
@@ -257,6 +321,10 @@ const TABLES: &[TableDef] = &[
             col("Adjustment", MONEY, "Adjustment (negative reduces AR)"),
             col("AR", MONEY, "Accounts receivable after this line"),
         ],
+        balance: Some(BalanceDef {
+            total: "ar",
+            parts: &["gross_charge", "payment", "adjustment"],
+        }),
     },
 ];
 
@@ -288,6 +356,7 @@ const DICTIONARY: TableDef = TableDef {
             "What the column means",
         ),
     ],
+    balance: None,
 };
 
 /// One warehouse column and the source header it comes from.
@@ -297,6 +366,15 @@ pub struct Column {
     pub name: String,
     pub ty: ColumnType,
     pub doc: &'static str,
+    /// The dimension table whose key this column holds (fact tables' dimension keys).
+    pub references: Option<&'static str>,
+}
+
+/// A balance identity: column `total` equals the sum of columns `parts` on every row (indexes into `columns`).
+#[derive(Debug, Clone)]
+pub struct Balance {
+    pub total: usize,
+    pub parts: Vec<usize>,
 }
 
 /// One warehouse table and the source file it is loaded from.
@@ -313,6 +391,8 @@ pub struct Table {
     pub key: Vec<usize>,
     /// Other stems the table's files go by.
     pub aliases: &'static [&'static str],
+    /// The balance identity its rows should satisfy, if any.
+    pub balance: Option<Balance>,
 }
 
 impl Table {
@@ -393,6 +473,18 @@ impl Schema {
         self.all_tables().find(|t| t.name == name)
     }
 
+    /// The dimension keys of a table: each column holding a dimension's key, with that dimension. Every
+    /// referenced table exists and has a single-column key of the same type (checked by a test).
+    pub fn dimension_keys<'a>(
+        &'a self,
+        table: &'a Table,
+    ) -> impl Iterator<Item = (usize, &'a Column, &'a Table)> + 'a {
+        table.columns.iter().enumerate().filter_map(|(i, c)| {
+            let dim = self.by_name(c.references?)?;
+            Some((i, c, dim))
+        })
+    }
+
     /// Every table the warehouse holds: the star schema's, then the data dictionary.
     pub fn all_tables(&self) -> impl Iterator<Item = &Table> {
         self.tables.iter().chain(std::iter::once(&self.dictionary))
@@ -451,18 +543,20 @@ fn build_table(t: &TableDef) -> Table {
                         .map_or_else(|| snake_case(c.source), str::to_string),
                     ty: c.ty,
                     doc: c.doc,
+                    references: c.references,
                 })
                 .collect();
-            let key: Vec<usize> = t
-                .primary_key
-                .iter()
-                .map(|k| {
-                    columns
-                        .iter()
-                        .position(|c| c.name == *k)
-                        .unwrap_or_else(|| panic!("schema: {} has no column {k}", t.source))
-                })
-                .collect();
+            let index = |name: &str| {
+                columns
+                    .iter()
+                    .position(|c| c.name == name)
+                    .unwrap_or_else(|| panic!("schema: {} has no column {name}", t.source))
+            };
+            let key: Vec<usize> = t.primary_key.iter().map(|k| index(k)).collect();
+            let balance = t.balance.as_ref().map(|b| Balance {
+                total: index(b.total),
+                parts: b.parts.iter().map(|p| index(p)).collect(),
+            });
             Table {
                 source: t.source,
                 name: snake_case(t.source),
@@ -472,6 +566,7 @@ fn build_table(t: &TableDef) -> Table {
                 pk_index: key[0],
                 key,
                 aliases: t.aliases,
+                balance,
             }
         }
     }
@@ -589,6 +684,27 @@ mod tests {
         assert!(sql.contains("PRIMARY KEY (\"dim_payer_pk\")"), "{sql}");
         let fact = SCHEMA.by_name("fact_table").unwrap().create_sql();
         assert!(fact.contains("\"gross_charge\" NUMERIC(12,2)"), "{fact}");
+    }
+
+    #[test]
+    fn every_dimension_key_names_a_dimension_with_one_key_column_of_its_type() {
+        let fact = SCHEMA.by_name("fact_table").unwrap();
+        let declared = fact
+            .columns
+            .iter()
+            .filter(|c| c.references.is_some())
+            .count();
+        let keys: Vec<_> = SCHEMA.dimension_keys(fact).collect();
+        assert_eq!(keys.len(), declared, "every reference resolves");
+        assert_eq!(keys.len(), 9);
+        for (_, column, dim) in keys {
+            assert_eq!(dim.kind, TableKind::Dimension, "{}", column.name);
+            assert_eq!(dim.key.len(), 1, "{}", dim.name);
+            assert_eq!(dim.primary_key().ty, column.ty, "{}", column.name);
+        }
+        let balance = fact.balance.as_ref().unwrap();
+        assert_eq!(fact.columns[balance.total].name, "ar");
+        assert!(SCHEMA.tables.iter().filter(|t| t.balance.is_some()).count() == 1);
     }
 
     #[test]

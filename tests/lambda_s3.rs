@@ -1018,3 +1018,54 @@ async fn an_s3_object_whose_name_names_no_table_routes_by_its_header_even_gzippe
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_under_another_key_or_gzipped_are_skipped_by_their_content() {
+    let landing = Landing::new("content_identity").await;
+    let bytes = sample("dimLocation.csv");
+    landing.put("incoming/dimLocation.csv", bytes.clone()).await;
+    let (_, first) = landing.notifications(1).await;
+    let loaded = landing
+        .handle_incoming(&sqs_event(&first, &landing.queue), "plain")
+        .await;
+    assert_eq!(loaded[0].reports[0].status, Status::Loaded);
+    let sha = healthetl::source::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(
+        loaded[0].reports[0].content_sha256.as_deref(),
+        Some(sha.as_str())
+    );
+
+    // Another ETag (gzip), another key: the same content, so nothing is loaded twice.
+    landing
+        .put("incoming/2024/dimLocation.csv.gz", gzip(&bytes))
+        .await;
+    landing
+        .put("incoming/dimLocation_copy.csv", bytes.clone())
+        .await;
+    let again = landing
+        .moto
+        .receive_raw_messages(&landing.queue.url, 2)
+        .await;
+    let outcomes = landing
+        .handle_incoming(&sqs_event(&again, &landing.queue), "copies")
+        .await;
+    let statuses: Vec<Status> = outcomes
+        .iter()
+        .flat_map(|o| &o.reports)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [Status::Skipped, Status::Skipped],
+        "{outcomes:#?}"
+    );
+    assert_eq!(landing.db.ledger_rows().await, 1);
+    let recorded: String = scalar(&landing.db.url, "SELECT content_sha256 FROM etl.load_log").await;
+    assert_eq!(recorded, sha);
+    let identity: String =
+        scalar(&landing.db.url, "SELECT object_identity FROM etl.load_log").await;
+    assert!(
+        identity.starts_with("etag:"),
+        "the quick check stays the ETag: {identity}"
+    );
+}

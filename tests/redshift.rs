@@ -455,6 +455,8 @@ CREATE TABLE IF NOT EXISTS "etl"."load_log" (
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(64) NOT NULL,
     routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
+    content_sha256 VARCHAR(64),
+    quality VARCHAR(4096),
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (load_id)
@@ -472,7 +474,7 @@ fn init_emits_the_golden_redshift_ddl_for_every_table_and_the_ledger() {
 fn every_load_statement_is_golden() {
     let payer = SCHEMA.by_name("dim_payer").unwrap();
     let fact = SCHEMA.by_name("fact_table").unwrap();
-    let golden: [(String, &str); 13] = [
+    let golden: [(String, &str); 15] = [
         (
             sql::slice_count().to_string(),
             "SELECT COUNT(*) FROM stv_slices",
@@ -483,7 +485,7 @@ fn every_load_statement_is_golden() {
         ),
         (
             sql::ledger_lookup(),
-            r#"SELECT load_id FROM "etl"."load_log" WHERE object_identity = $1::VARCHAR AND table_name = $2::VARCHAR AND status = 'loaded' LIMIT 1"#,
+            r#"SELECT load_id FROM "etl"."load_log" WHERE table_name = $2::VARCHAR AND status = 'loaded' AND (object_identity = $1::VARCHAR OR content_sha256 = $3::VARCHAR) LIMIT 1"#,
         ),
         (
             sql::create_staging(payer),
@@ -509,6 +511,11 @@ fn every_load_statement_is_golden() {
             ),
             r#"COPY "healthetl_staging" ("fact_table_pk", "dim_patient_pk", "dim_physician_pk", "dim_date_post_pk", "dim_date_service_pk", "dim_cpt_code_pk", "dim_payer_pk", "dim_transaction_pk", "dim_location_pk", "patient_number", "dim_diagnosis_code_pk", "cpt_units", "gross_charge", "payment", "adjustment", "ar", "_source_line") FROM 's3://b/staging/x/manifest' IAM_ROLE 'arn:aws:iam::1:role/it''s' FORMAT AS CSV QUOTE AS '"' DELIMITER ',' NULL AS '' GZIP MANIFEST DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF"#,
         ),
+        (sql::orphan_rows(payer).unwrap_or_default(), ""),
+        (
+            sql::orphan_rows(fact).unwrap_or_default(),
+            r#"SELECT (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_patient_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_patient" d WHERE d."dim_patient_pk" = s."dim_patient_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_physician_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_physician" d WHERE d."dim_physician_pk" = s."dim_physician_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_date_post_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_date" d WHERE d."date_key" = s."dim_date_post_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_date_service_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_date" d WHERE d."date_key" = s."dim_date_service_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_cpt_code_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_cpt_code" d WHERE d."dim_cpt_code_pk" = s."dim_cpt_code_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_payer_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_payer" d WHERE d."dim_payer_pk" = s."dim_payer_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_transaction_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_transaction" d WHERE d."dim_transaction_pk" = s."dim_transaction_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_location_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_location" d WHERE d."dim_location_pk" = s."dim_location_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_diagnosis_code_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_diagnosis_code" d WHERE d."dim_diagnosis_code_pk" = s."dim_diagnosis_code_pk"))"#,
+        ),
         (
             sql::delete_replaced(fact),
             r#"DELETE FROM "health"."fact_table" USING "healthetl_staging" WHERE "health"."fact_table"."fact_table_pk" = "healthetl_staging"."fact_table_pk""#,
@@ -524,7 +531,7 @@ fn every_load_statement_is_golden() {
         (sql::drop_staging(), r#"DROP TABLE "healthetl_staging""#),
         (
             sql::ledger_insert(),
-            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
+            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
         ),
         (
             sql::ledger_load_id(),
@@ -1132,4 +1139,49 @@ async fn temporary_credentials_are_fetched_again_on_reconnect_only_when_close_to
             "valid for {valid_for:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_fact_file_before_its_dimensions_reports_orphans_and_the_same_content_is_skipped() {
+    let world = World::new("redshift_quality").await;
+    let mut rs = world.redshift();
+    let fixtures = repo().join("tests/fixtures/kaggle-names");
+    let report = load(&mut rs, &fixtures.join("FactTable.csv"), &world.options()).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    let quality = report.quality.expect("a fact load has quality figures");
+    assert_eq!(quality.orphans.len(), 9);
+    assert!(
+        quality.orphans.iter().all(|(_, n)| *n == 6),
+        "every staged row is an orphan in an empty warehouse: {quality:?}"
+    );
+    assert_eq!(quality.mismatch, Some(("ar".to_string(), 0)));
+    let recorded: String = scalar(
+        &world.db.url,
+        "SELECT quality FROM etl.load_log WHERE table_name = 'fact_table'",
+    )
+    .await;
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(recorded["orphans"]["dim_location_pk"], 6, "{recorded}");
+    assert_eq!(recorded["ar_mismatch"], 0);
+
+    // The dimensions arrive; the same bytes gzipped are one object (skipped, nothing staged again).
+    for file in ["DimLocation.csv", "Dimpatient.csv"] {
+        let report = load(&mut rs, &fixtures.join(file), &world.options()).await;
+        assert_eq!(report.status, Status::Loaded, "{report:?}");
+        assert_eq!(report.quality, None, "dimensions carry no figures");
+    }
+    let bytes = std::fs::read(fixtures.join("FactTable.csv")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).unwrap();
+    let copy = world.tmp.write("FactTable.csv.gz", gz.finish().unwrap());
+    let manifests = world.stand_in.manifests().len();
+    let report = load(&mut rs, &copy, &world.options()).await;
+    assert_eq!(report.status, Status::Skipped, "{report:?}");
+    assert_eq!(world.stand_in.manifests().len(), manifests);
+    let orphans: i64 = scalar(
+        &world.db.url,
+        "SELECT row_count FROM reporting.data_quality WHERE column_name = 'dim_location_pk'",
+    )
+    .await;
+    assert_eq!(orphans, 0, "the view recomputes over the warehouse now");
 }

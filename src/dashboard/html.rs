@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::charts::{self, Bar, Series, Stacked};
 use super::escape;
-use super::queries::{FilterOptions, Group, Summary, Totals};
+use super::queries::{FilterOptions, Group, QualityFigure, Summary, Totals};
 
 /// Whether the page is served (with a filter form) or written once as a static report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,11 @@ svg text.empty { font-size: 14px; fill: #4b5563; }
 svg line.grid { stroke: #e5e7eb; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 footer { color: var(--muted); font-size: .85rem; padding-top: 14px; padding-bottom: 24px; }
+section.quality { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; margin: 18px 0 0; background: var(--panel); }
+section.quality table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+section.quality th, section.quality td { text-align: left; padding: 2px 14px 2px 0; }
+section.quality td.n { text-align: right; }
+section.quality .finding { color: #92400e; font-weight: 600; }
 .error { border: 1px solid #b91c1c; background: #fef2f2; color: #7f1d1d; border-radius: 8px; padding: 10px 14px; }
 "#;
 
@@ -128,7 +133,9 @@ pub fn page(summary: &Summary, options: &FilterOptions, mode: &Mode) -> String {
         "CPT group",
         &summary.cpt_groups,
     );
-    out.push_str("</div>\n</main>\n");
+    out.push_str("</div>\n");
+    quality_panel(&mut out, &summary.quality);
+    out.push_str("</main>\n");
     footer(&mut out, mode);
     out.push_str("</body>\n</html>\n");
     out
@@ -455,6 +462,54 @@ fn breakdown_chart(out: &mut String, id: &str, heading: &str, what: &str, groups
     figure(out, id, heading, false, &svg, &t);
 }
 
+/// The small data-quality panel: `reporting.data_quality` over the whole warehouse, findings first.
+fn quality_panel(out: &mut String, figures: &[QualityFigure]) {
+    out.push_str(
+        "<section class=\"quality\" aria-labelledby=\"quality-heading\">\n\
+         <h2 id=\"quality-heading\">Data quality (whole warehouse, not filtered)</h2>\n",
+    );
+    let findings: Vec<&QualityFigure> = figures.iter().filter(|f| f.rows != 0).collect();
+    if figures.is_empty() {
+        out.push_str("<p>No figures yet: load the fact table.</p>\n");
+    } else if findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p data-quality=\"clean\">All {} checks pass: every fact row's keys have their dimension rows, and \
+             AR = gross charge + payment + adjustment on every row.</p>",
+            figures.len()
+        );
+    } else {
+        out.push_str(
+            "<table><thead><tr><th scope=\"col\">check</th><th scope=\"col\">column</th>\
+             <th scope=\"col\">fact rows</th></tr></thead><tbody>\n",
+        );
+        for f in figures {
+            let check = match (&f.dimension, f.figure.as_str()) {
+                (Some(dim), _) => format!("no row in {dim}"),
+                (None, "ar_mismatch") => "AR ≠ gross charge + payment + adjustment".to_string(),
+                (None, other) => other.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "<tr data-quality=\"{}\" data-column=\"{}\" data-rows=\"{}\"><td>{}</td><td><code>{}</code></td>\
+                 <td class=\"n{}\">{}</td></tr>",
+                escape(&f.figure),
+                escape(&f.column),
+                f.rows,
+                escape(&check),
+                escape(&f.column),
+                if f.rows != 0 { " finding" } else { "" },
+                super::queries::grouped(f.rows.unsigned_abs())
+            );
+        }
+        out.push_str(
+            "</tbody></table>\n<p>Orphans are fact rows whose dimension file has not arrived (or lacks the key); \
+             they are loaded and counted under “unknown” until it does.</p>\n",
+        );
+    }
+    out.push_str("</section>\n");
+}
+
 fn footer(out: &mut String, mode: &Mode) {
     out.push_str(
         "<footer>\n<p>Collected = −payments (payments are stored as negative amounts). \
@@ -505,6 +560,20 @@ mod tests {
             specialties: vec![group(None, "Cardiology")],
             locations: vec![group(Some(1), "St. Luke’s")],
             cpt_groups: vec![group(None, "unknown")],
+            quality: vec![
+                QualityFigure {
+                    figure: "orphans".into(),
+                    column: "dim_patient_pk".into(),
+                    dimension: Some("dim_patient".into()),
+                    rows: 1200,
+                },
+                QualityFigure {
+                    figure: "ar_mismatch".into(),
+                    column: "ar".into(),
+                    dimension: None,
+                    rows: 0,
+                },
+            ],
         };
         let options = FilterOptions {
             payers: vec![(1, "Medicare".into()), (3, "Aetna & Co".into())],
@@ -569,6 +638,24 @@ mod tests {
             );
         }
         assert_eq!(html.matches("<div class=\"sr-only\"><table>").count(), 5);
+    }
+
+    #[test]
+    fn the_quality_panel_lists_findings_or_says_all_checks_pass() {
+        let (mut summary, options) = sample();
+        let html = page(&summary, &options, &Mode::Live);
+        assert!(html.contains("Data quality (whole warehouse, not filtered)"));
+        assert!(html.contains(
+            "data-quality=\"orphans\" data-column=\"dim_patient_pk\" data-rows=\"1200\""
+        ));
+        assert!(html.contains("no row in dim_patient"));
+        assert!(html.contains("1,200"));
+        for f in &mut summary.quality {
+            f.rows = 0;
+        }
+        let html = page(&summary, &options, &Mode::Live);
+        assert!(html.contains("data-quality=\"clean\""));
+        assert!(html.contains("All 2 checks pass"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::reporting::{
     LAST_POST_DATE, LOCATION_ID, LOCATION_NAME, Measure, PAYER_ID, PAYER_NAME, PAYMENTS,
     POST_MONTH, SPECIALTY, TRANSACTIONS, UNKNOWN, aggregate_sql,
 };
+use crate::schema::quote_ident;
 use crate::warehouse::postgres::describe;
 
 /// An exact amount in hundredths: cents of money, or hundredths of a CPT unit.
@@ -184,6 +185,19 @@ impl Group {
     }
 }
 
+/// One row of `reporting.data_quality`: a figure over the whole warehouse (never filtered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualityFigure {
+    /// `orphans` or `ar_mismatch`.
+    pub figure: String,
+    /// The fact column checked.
+    pub column: String,
+    /// The dimension the key refers to (orphans only).
+    pub dimension: Option<String>,
+    /// Fact rows with the finding.
+    pub rows: i64,
+}
+
 /// Everything the dashboard shows for one set of filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -199,6 +213,8 @@ pub struct Summary {
     pub specialties: Vec<Group>,
     pub locations: Vec<Group>,
     pub cpt_groups: Vec<Group>,
+    /// The data-quality figures of the whole warehouse (not filtered).
+    pub quality: Vec<QualityFigure>,
 }
 
 impl Summary {
@@ -221,6 +237,12 @@ impl Summary {
             "specialties": groups(&self.specialties),
             "locations": groups(&self.locations),
             "cpt_groups": groups(&self.cpt_groups),
+            "quality": self.quality.iter().map(|q| json!({
+                "figure": q.figure,
+                "column": q.column,
+                "dimension": q.dimension,
+                "rows": q.rows,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -406,6 +428,7 @@ async fn summary_in_snapshot(
     let specialties = breakdown(client, &[&SPECIALTY], filters).await?;
     let locations = breakdown(client, &[&LOCATION_ID, &LOCATION_NAME], filters).await?;
     let cpt_groups = breakdown(client, &[&CPT_GROUPING], filters).await?;
+    let quality = data_quality(client).await?;
     Ok(Summary {
         filters: filters.clone(),
         totals: totals_row,
@@ -416,7 +439,31 @@ async fn summary_in_snapshot(
         specialties,
         locations,
         cpt_groups,
+        quality,
     })
+}
+
+/// The warehouse's data-quality figures, from `reporting.data_quality` (counts only).
+async fn data_quality(client: &Client) -> Result<Vec<QualityFigure>, DashboardError> {
+    let sql = format!(
+        "SELECT figure, column_name, dimension, row_count FROM {}.{} ORDER BY figure DESC, column_name",
+        quote_ident(crate::reporting::REPORTING_SCHEMA),
+        quote_ident(crate::reporting::DATA_QUALITY)
+    );
+    client_query(client, &sql)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(QualityFigure {
+                figure: text(row, 0, "figure")?.unwrap_or_default(),
+                column: text(row, 1, "column_name")?.unwrap_or_default(),
+                dimension: text(row, 2, "dimension")?,
+                rows: row
+                    .try_get(3)
+                    .map_err(|e| DashboardError::Query(e.to_string()))?,
+            })
+        })
+        .collect()
 }
 
 /// The payers, locations and specialties the filter form offers (dimension rows, no patient data).

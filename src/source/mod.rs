@@ -7,8 +7,8 @@ pub mod s3;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use flate2::bufread::MultiGzDecoder;
 use sha2::{Digest, Sha256};
@@ -26,8 +26,12 @@ pub struct Object {
     pub name: String,
     /// A URI for the ledger and reports (`file:///…`, `s3://bucket/key`).
     pub uri: String,
-    /// The ledger identity: `sha256:<hex>` of the bytes, or `etag:<etag>` for S3 objects.
+    /// The ledger's quick identity, known before reading: `sha256:<hex>` of a local file's bytes as stored, or
+    /// `etag:<etag>[;version:<id>]` for S3 objects.
     pub identity: String,
+    /// The SHA-256 (hex) of the decompressed bytes when it is known before reading (a local file that is not
+    /// gzip: its bytes are its content). Otherwise the pipeline computes it while reading.
+    pub content_sha256: Option<String>,
     /// The raw (possibly compressed) bytes.
     pub reader: Box<dyn Read + Send>,
     /// Size in bytes, when known (for progress).
@@ -35,9 +39,11 @@ pub struct Object {
 }
 
 impl Object {
-    /// A local file: its identity is the SHA-256 of its bytes.
+    /// A local file: its identity is the SHA-256 of its bytes (which is also its content's, unless it is gzip).
     pub fn local(path: &Path) -> io::Result<Object> {
-        let identity = format!("sha256:{}", sha256_file(path)?);
+        let (sha, gzip) = sha256_file_and_kind(path)?;
+        let identity = format!("sha256:{sha}");
+        let content_sha256 = (!gzip).then_some(sha);
         let file = File::open(path)?;
         let size = file.metadata().ok().map(|m| m.len());
         let abs = std::fs::canonicalize(path)?;
@@ -45,6 +51,7 @@ impl Object {
             name: path.to_string_lossy().into_owned(),
             uri: format!("file://{}", abs.to_string_lossy()),
             identity,
+            content_sha256,
             reader: Box::new(file),
             size,
         })
@@ -53,17 +60,61 @@ impl Object {
 
 /// SHA-256 of a file's bytes, hex encoded, read in large blocks.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    sha256_file_and_kind(path).map(|(sha, _)| sha)
+}
+
+/// SHA-256 of a file's bytes, and whether they start like gzip.
+fn sha256_file_and_kind(path: &Path) -> io::Result<(String, bool)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; READ_BUFFER];
+    let mut head: Vec<u8> = Vec::with_capacity(2);
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        if head.len() < 2 {
+            head.extend(buf[..n].iter().take(2 - head.len()));
+        }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok((hex(&hasher.finalize()), head == GZIP_MAGIC))
+}
+
+/// The SHA-256 (hex) of an object's decompressed bytes: known once the reader has reached their end.
+#[derive(Debug, Clone, Default)]
+pub struct ContentDigest(Arc<Mutex<Option<String>>>);
+
+impl ContentDigest {
+    /// The digest, if every byte has been read.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|d| d.clone())
+    }
+}
+
+/// Decompressed bytes, hashed as they pass; the digest is published at the end of the stream.
+struct Hashed<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+    digest: ContentDigest,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+        } else if !buf.is_empty()
+            && let Some(h) = self.hasher.take()
+            && let Ok(mut d) = self.digest.0.lock()
+        {
+            *d = Some(hex(&h.finalize()));
+        }
+        Ok(n)
+    }
 }
 
 /// Lower-case hex of bytes.
@@ -230,6 +281,23 @@ pub fn decompress_within(
     size: Option<u64>,
     limits: StreamLimits,
 ) -> io::Result<Box<dyn BufRead + Send>> {
+    decompress_digested(reader, name, size, limits).map(|(text, _)| text)
+}
+
+/// [`decompress_within`], hashing the decompressed bytes: the returned [`ContentDigest`] holds their SHA-256 once
+/// the text has been read to its end (the object's identity: a `.csv` and a `.csv.gz` of the same bytes are one).
+pub fn decompress_digested(
+    reader: Box<dyn Read + Send>,
+    name: &str,
+    size: Option<u64>,
+    limits: StreamLimits,
+) -> io::Result<(Box<dyn BufRead + Send>, ContentDigest)> {
+    let digest = ContentDigest::default();
+    let hashed = |inner: Box<dyn Read + Send>| Hashed {
+        inner,
+        hasher: Some(Sha256::new()),
+        digest: digest.clone(),
+    };
     let read = Arc::new(AtomicU64::new(0));
     let raw = Raw {
         inner: reader,
@@ -244,12 +312,12 @@ pub fn decompress_within(
     let mut text: Box<dyn BufRead + Send> = if is_gzip {
         Box::new(BufReader::with_capacity(
             READ_BUFFER,
-            Inflated {
+            hashed(Box::new(Inflated {
                 inner: MultiGzDecoder::new(buffered),
                 compressed: read,
                 out: 0,
                 limits,
-            },
+            })),
         ))
     } else {
         if size.is_some_and(|s| s > limits.max_bytes) {
@@ -260,17 +328,17 @@ pub fn decompress_within(
         }
         Box::new(BufReader::with_capacity(
             READ_BUFFER,
-            Plain {
+            hashed(Box::new(Plain {
                 inner: buffered,
                 out: 0,
                 max: limits.max_bytes,
-            },
+            })),
         ))
     };
     if let Some(refusal) = sniff(text.fill_buf()?, is_gzip) {
         return Err(refusal.into_io());
     }
-    Ok(text)
+    Ok((text, digest))
 }
 
 /// Wrap raw bytes with the default limits (see [`decompress_within`]).

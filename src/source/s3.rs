@@ -55,6 +55,7 @@ pub async fn open(s3: &aws_sdk_s3::Client, object: &ObjectRef) -> Result<Object,
         name: object.key.clone(),
         uri: format!("s3://{}/{}", object.bucket, object.key),
         identity,
+        content_sha256: None,
         reader: Box::new(reader),
         size,
     })

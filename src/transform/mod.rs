@@ -3,6 +3,7 @@
 //! (with line, column and rule) aside.
 
 pub mod cast;
+pub mod quality;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -10,6 +11,7 @@ use std::io::{self, Write};
 use crate::schema::{ColumnType, Table};
 use crate::source::{Fields, Record};
 use cast::CastError;
+pub use quality::{Quality, Tally};
 
 /// Why a header cannot be loaded into its table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,6 +245,16 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
     /// [`end_row`] and [`end_csv_row`]). On rejection nothing is appended. A record with a structural anomaly is
     /// rejected with the anomaly's rule. Text is kept byte-exact; typed values are trimmed; an empty field is NULL.
     pub fn write_row(&self, record: &Record<'_>, out: &mut Vec<u8>) -> Result<KeyOrder, Reject> {
+        self.write_row_tallied(record, out, None)
+    }
+
+    /// [`RowCaster::write_row`], counting an accepted row's quality figures in `tally`.
+    pub fn write_row_tallied(
+        &self,
+        record: &Record<'_>,
+        out: &mut Vec<u8>,
+        mut tally: Option<&mut Tally>,
+    ) -> Result<KeyOrder, Reject> {
         let line = record.line;
         if let Some(anomaly) = record.anomaly {
             return Err(Reject {
@@ -286,7 +298,8 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                 _ => cast::trim(raw),
             };
             let is_pk = self.table.is_key(i);
-            let result = if value.is_empty() {
+            let is_null = value.is_empty();
+            let result = if is_null {
                 if is_pk {
                     Err(CastError::NullPrimaryKey)
                 } else {
@@ -297,8 +310,16 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                 write_value::<F>(col.ty, value, out)
             };
             match result {
-                Ok(k) if i == self.table.pk_index => key = k,
-                Ok(_) => {}
+                Ok(k) => {
+                    if i == self.table.pk_index {
+                        key = k;
+                    }
+                    if let Some(t) = tally.as_deref_mut()
+                        && t.watches(i)
+                    {
+                        t.value(i, (!is_null).then_some(k));
+                    }
+                }
                 Err(e) => {
                     out.truncate(start);
                     return Err(Reject {
@@ -309,6 +330,9 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
                     });
                 }
             }
+        }
+        if let Some(t) = tally {
+            t.accept();
         }
         Ok(key)
     }

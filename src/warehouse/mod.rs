@@ -6,7 +6,7 @@ pub mod connection;
 pub mod postgres;
 pub mod redshift;
 
-use crate::schema::{ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
+use crate::schema::{Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
 
 pub use postgres::Postgres;
 pub use redshift::Redshift;
@@ -25,6 +25,15 @@ impl Warehouse {
             Warehouse::Redshift(rs) => rs.init().await,
         }
     }
+}
+
+/// What a load came to.
+#[derive(Debug, Clone)]
+pub enum LoadOutcome {
+    Loaded(postgres::Committed),
+    /// The ledger already had this object, by its quick identity or its content (another worker loaded it
+    /// meanwhile, or the same bytes arrived under another name or compression).
+    AlreadyLoaded,
 }
 
 /// The data dictionary's rows, for turning its definitions into column comments.
@@ -197,6 +206,8 @@ pub fn init_statements() -> Vec<String> {
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(16) NOT NULL,
     routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
+    content_sha256 VARCHAR(64),
+    quality JSONB,
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL
 )",
@@ -212,8 +223,18 @@ pub fn init_statements() -> Vec<String> {
         "ALTER TABLE {} ADD COLUMN IF NOT EXISTS routed_by VARCHAR(16) NOT NULL DEFAULT 'name'",
         ledger()
     ));
+    // Ledgers from before content identity and quality figures: those loads have neither (NULL).
+    stmts.push(format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR(64), \
+         ADD COLUMN IF NOT EXISTS quality JSONB",
+        ledger()
+    ));
     stmts.push(format!(
         "CREATE INDEX IF NOT EXISTS load_log_identity ON {} (object_identity, table_name)",
+        ledger()
+    ));
+    stmts.push(format!(
+        "CREATE INDEX IF NOT EXISTS load_log_content ON {} (content_sha256, table_name)",
         ledger()
     ));
     stmts
@@ -307,20 +328,102 @@ pub fn insert_staged_sql(table: &Table, dedupe: bool) -> String {
     format!("INSERT INTO {} ({cols}) {select}", table.qualified())
 }
 
-/// Whether an object with this identity has already been loaded into this table.
+/// Whether an object with this quick identity (`$1`) or this content (`$3`, SHA-256 hex or NULL) has already been
+/// loaded into this table (`$2`).
 pub fn ledger_lookup_sql() -> String {
     format!(
-        "SELECT load_id FROM {} WHERE object_identity = $1 AND table_name = $2 AND status = 'loaded' LIMIT 1",
+        "SELECT load_id FROM {} WHERE table_name = $2 AND status = 'loaded' \
+         AND (object_identity = $1 OR content_sha256 = $3) LIMIT 1",
         ledger()
     )
+}
+
+/// A dimension's keys that a load counted densely (`0 <= key < $1`), as the tally's values: the key itself, or
+/// days since 1970-01-01 for dates. Streamed by the loader (the dimension's key index, read in order).
+pub fn dense_dimension_keys_sql(column: &Column, dim: &Table) -> String {
+    let key = quote_ident(&dim.primary_key().name);
+    match column.ty {
+        ColumnType::Date => format!(
+            "SELECT (d.{key} - DATE '1970-01-01')::BIGINT FROM {} d \
+             WHERE d.{key} >= DATE '1970-01-01' AND d.{key} < DATE '1970-01-01' + $1::BIGINT::INTEGER",
+            dim.qualified()
+        ),
+        _ => format!(
+            "SELECT d.{key} FROM {} d WHERE d.{key} >= 0 AND d.{key} < $1::BIGINT",
+            dim.qualified()
+        ),
+    }
+}
+
+/// The rows whose key (`$1`, with `$2` rows each; tally values) has a row in dimension `dim` now: for the keys a
+/// load counted outside the dense range.
+pub fn matched_sparse_rows_sql(column: &Column, dim: &Table) -> String {
+    let key = quote_ident(&dim.primary_key().name);
+    let value = match column.ty {
+        ColumnType::Date => "DATE '1970-01-01' + u.k::INTEGER",
+        _ => "u.k",
+    };
+    format!(
+        "SELECT COALESCE(SUM(u.n), 0)::BIGINT FROM unnest($1::BIGINT[], $2::BIGINT[]) AS u(k, n) \
+         WHERE EXISTS (SELECT 1 FROM {} d WHERE d.{key} = {value})",
+        dim.qualified()
+    )
+}
+
+/// Where a PostgreSQL load's rows are before its merge: appended straight into the table (keys above `$1`), in the
+/// staging table, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadRows {
+    pub appended: bool,
+    pub staged: bool,
+}
+
+/// The load's rows whose `column` has no row in `dim`, counted from the rows themselves (before the merge): for a
+/// column the loader could not tally within its bounds. `$1` is the table's largest key before the load when
+/// rows were appended.
+pub fn orphan_rows_of_load_sql(
+    table: &Table,
+    column: &Column,
+    dim: &Table,
+    rows: LoadRows,
+) -> String {
+    let c = quote_ident(&column.name);
+    let key = quote_ident(&dim.primary_key().name);
+    let orphan = |alias: &str| {
+        format!(
+            "{alias}.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} d WHERE d.{key} = {alias}.{c})",
+            dim.qualified()
+        )
+    };
+    let mut counts = Vec::new();
+    if rows.appended {
+        counts.push(format!(
+            "(SELECT count(*) FROM {} f WHERE f.{} > $1 AND {})",
+            table.qualified(),
+            quote_ident(&table.primary_key().name),
+            orphan("f")
+        ));
+    }
+    if rows.staged {
+        counts.push(format!(
+            "(SELECT count(*) FROM {} s WHERE {})",
+            quote_ident(STAGING),
+            orphan("s")
+        ));
+    }
+    if counts.is_empty() {
+        counts.push("0".into());
+    }
+    format!("SELECT ({})::BIGINT", counts.join(" + "))
 }
 
 /// Record a committed load.
 pub fn ledger_insert_sql() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, routed_by, started_at, finished_at) \
-         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, now(), clock_timestamp()) RETURNING load_id",
+         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) \
+         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, now(), \
+         clock_timestamp()) RETURNING load_id",
         ledger()
     )
 }

@@ -6,19 +6,21 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::connection::Connection;
 use super::{
-    CopyChunk, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql, init_statements,
-    insert_staged_sql, ledger_insert_sql, ledger_lookup_sql, lock_sql, max_key_sql,
-    supports_direct_append,
+    CopyChunk, LoadOutcome, LoadRows, copy_direct_sql, copy_sql, create_staging_sql,
+    delete_replaced_sql, dense_dimension_keys_sql, init_statements, insert_staged_sql,
+    ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql, max_key_sql,
+    orphan_rows_of_load_sql, supports_direct_append,
 };
 use crate::config::SslMode;
-use crate::schema::{Table, TableKind};
+use crate::schema::{SCHEMA, Table, TableKind};
+use crate::transform::{Quality, Tally};
 
 /// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
 /// errors, whose messages can quote row values (patient data): those carry the SQLSTATE only.
@@ -122,12 +124,14 @@ impl Postgres {
             .map_err(WarehouseError::db("committing init"))
     }
 
-    /// Start loading one object into `table`: lock the table against other loads, then check the ledger.
-    /// Returns `None` when this identity is already loaded and `force` is off (nothing was changed).
+    /// Start loading one object into `table`: lock the table against other loads, then check the ledger for its
+    /// quick identity and, when known before reading, its content. Returns `None` when the ledger has it and
+    /// `force` is off (nothing was changed).
     pub async fn begin_load<'a>(
         &'a mut self,
         table: &'a Table,
         identity: &str,
+        content_sha256: Option<&str>,
         force: bool,
     ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
         let client = self.client().await?;
@@ -140,7 +144,10 @@ impl Postgres {
             .map_err(WarehouseError::db("locking the table"))?;
         if !force {
             let seen = tx
-                .query_opt(&ledger_lookup_sql(), &[&identity, &table.name])
+                .query_opt(
+                    &ledger_lookup_sql(),
+                    &[&identity, &table.name, &content_sha256],
+                )
                 .await
                 .map_err(WarehouseError::db("reading the ledger"))?;
             if seen.is_some() {
@@ -257,13 +264,15 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 }
 
 /// What a committed load recorded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Committed {
     pub load_id: i64,
     /// Distinct keys of the object now in the table.
     pub rows_loaded: u64,
     /// Accepted rows replaced by a later row of the same object.
     pub rows_duplicate: u64,
+    /// The load's data-quality figures (tables with dimension keys or a balance identity).
+    pub quality: Option<Quality>,
 }
 
 /// The ledger facts of one load.
@@ -277,6 +286,86 @@ pub struct LedgerEntry<'a> {
     pub encoding: &'a str,
     /// How the table was chosen: `name` or `header`.
     pub routed_by: &'a str,
+    /// The SHA-256 (hex) of the decompressed bytes: the object's identity by content.
+    pub content_sha256: Option<&'a str>,
+    /// The quality figures counted while casting.
+    pub tally: &'a Tally,
+}
+
+/// The quality figures of a load of `table` as the warehouse sees them now (called before the merge, inside the
+/// load's transaction): for each dimension key column, the rows the tally counted minus those whose key the
+/// dimension has (its keys in the dense range streamed from its key index, the few others matched in one query),
+/// or, for a column the tally gave up on, a count over the load's own rows. Mismatches as counted. `None` for
+/// tables without dimension keys or a balance identity.
+async fn quality_now(
+    tx: &Transaction<'_>,
+    table: &Table,
+    tally: &Tally,
+    rows: LoadRows,
+    append_above: Option<i64>,
+) -> Result<Option<Quality>, WarehouseError> {
+    if !tally.is_active() {
+        return Ok(None);
+    }
+    let mut orphans = Vec::new();
+    for (key, (_, column, dim)) in tally
+        .key_tallies()
+        .into_iter()
+        .zip(SCHEMA.dimension_keys(table))
+    {
+        let n = match key.counts {
+            Some(counts) => {
+                let mut matched = 0u64;
+                if counts.dense_len() > 0 {
+                    let bound = counts.dense_len() as i64;
+                    let stream = tx
+                        .query_raw(
+                            &dense_dimension_keys_sql(column, dim),
+                            [&bound as &(dyn tokio_postgres::types::ToSql + Sync)],
+                        )
+                        .await
+                        .map_err(WarehouseError::db("counting orphan keys"))?;
+                    futures_util::pin_mut!(stream);
+                    while let Some(row) = stream
+                        .try_next()
+                        .await
+                        .map_err(WarehouseError::db("counting orphan keys"))?
+                    {
+                        matched += counts.dense_rows(row.get(0));
+                    }
+                }
+                let (keys, rows_per_key) = counts.sparse();
+                if !keys.is_empty() {
+                    let row = tx
+                        .query_one(
+                            &matched_sparse_rows_sql(column, dim),
+                            &[&keys, &rows_per_key],
+                        )
+                        .await
+                        .map_err(WarehouseError::db("counting orphan keys"))?;
+                    matched += u64::try_from(row.get::<_, i64>(0)).unwrap_or_default();
+                }
+                counts.rows().saturating_sub(matched)
+            }
+            None => {
+                let sql = orphan_rows_of_load_sql(table, column, dim, rows);
+                let above = append_above.unwrap_or(i64::MIN);
+                let row = if rows.appended {
+                    tx.query_one(&sql, &[&above]).await
+                } else {
+                    tx.query_one(&sql, &[]).await
+                }
+                .map_err(WarehouseError::db("counting orphan keys"))?;
+                u64::try_from(row.get::<_, i64>(0)).unwrap_or_default()
+            }
+        };
+        orphans.push((column, n));
+    }
+    Ok(Some(Quality::new(
+        table,
+        orphans,
+        tally.balance_mismatches(),
+    )))
 }
 
 /// One object's open load transaction. Dropping it without [`PgLoad::commit`] rolls everything back.
@@ -352,13 +441,35 @@ impl PgLoad<'_> {
         Ok(())
     }
 
-    /// Replace the rows the staged rows supersede, insert them, write the ledger row and commit.
+    /// Check the ledger for the object's content (unless forced), replace the rows the staged rows supersede,
+    /// insert them, count the quality figures, write the ledger row and commit. When the ledger already has the
+    /// content, everything is rolled back.
     pub async fn commit(
         self,
         dedupe: bool,
         entry: LedgerEntry<'_>,
         before_commit: &dyn super::BeforeCommit,
-    ) -> Result<Committed, WarehouseError> {
+    ) -> Result<LoadOutcome, WarehouseError> {
+        if !entry.forced
+            && entry.content_sha256.is_some()
+            && self
+                .tx
+                .query_opt(
+                    &ledger_lookup_sql(),
+                    &[&entry.identity, &self.table.name, &entry.content_sha256],
+                )
+                .await
+                .map_err(WarehouseError::db("reading the ledger"))?
+                .is_some()
+        {
+            return Ok(LoadOutcome::AlreadyLoaded);
+        }
+        let rows = LoadRows {
+            appended: self.appended > 0,
+            staged: self.staging,
+        };
+        let quality =
+            quality_now(&self.tx, self.table, entry.tally, rows, self.append_above).await?;
         let mut rows_loaded = self.appended;
         if self.staging {
             let above = self.append_above.unwrap_or(i64::MAX);
@@ -385,6 +496,7 @@ impl PgLoad<'_> {
                     "commenting columns from the data dictionary",
                 ))?;
         }
+        let quality_json = quality.as_ref().map(Quality::to_json);
         let row = self
             .tx
             .query_one(
@@ -400,6 +512,8 @@ impl PgLoad<'_> {
                     &entry.forced,
                     &entry.encoding,
                     &entry.routed_by,
+                    &entry.content_sha256,
+                    &quality_json,
                 ],
             )
             .await
@@ -408,6 +522,7 @@ impl PgLoad<'_> {
             load_id: row.get(0),
             rows_loaded,
             rows_duplicate,
+            quality,
         };
         before_commit
             .before_commit(&done)
@@ -417,7 +532,7 @@ impl PgLoad<'_> {
             .commit()
             .await
             .map_err(WarehouseError::db("committing"))?;
-        Ok(done)
+        Ok(LoadOutcome::Loaded(done))
     }
 }
 

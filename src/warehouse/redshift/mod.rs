@@ -18,6 +18,7 @@ use tokio_postgres::{SimpleQueryMessage, Transaction};
 use super::connection::Connection;
 use super::postgres::{Committed, LedgerEntry, WarehouseError, describe};
 use crate::schema::{DATA_SCHEMA, ETL_SCHEMA, Table, quote_ident};
+use crate::transform::Quality;
 use staging::{PartFile, StagedLoad, bucket_of, timestamptz};
 
 /// Parts per load when the slice count cannot be read (e.g. Serverless without access to `stv_slices`).
@@ -153,13 +154,7 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AttemptErr
     move |error| AttemptError::Db { context, error }
 }
 
-/// What a load came to.
-#[derive(Debug, Clone, Copy)]
-pub enum LoadOutcome {
-    Loaded(Committed),
-    /// The ledger already had this identity (another worker loaded it meanwhile).
-    AlreadyLoaded,
-}
+pub use super::LoadOutcome;
 
 /// One object's load: its staged part files and ledger facts.
 pub struct LoadRequest<'a> {
@@ -245,13 +240,15 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
-        let has_routed_by = count_with(&tx, &sql::ledger_has_column(), "routed_by")
-            .await
-            .map_err(db("reading the ledger's columns"))?;
-        if has_routed_by == 0 {
-            tx.batch_execute(&sql::ledger_add_routed_by())
+        for (column, add) in sql::ledger_added_columns() {
+            let present = count_with(&tx, &sql::ledger_has_column(), column)
                 .await
-                .map_err(db("adding the ledger's routed_by column"))?;
+                .map_err(db("reading the ledger's columns"))?;
+            if present == 0 {
+                tx.batch_execute(&add)
+                    .await
+                    .map_err(db("adding a column to the ledger"))?;
+            }
         }
         for stmt in crate::reporting::view_statements() {
             tx.batch_execute(&stmt)
@@ -263,7 +260,12 @@ impl Redshift {
 
     /// Whether the ledger already has this identity for this table: a cheap check before parsing and staging.
     /// Best effort (`false` on any error): the check inside the load transaction is the one that counts.
-    pub async fn already_loaded(&mut self, table: &Table, identity: &str) -> bool {
+    pub async fn already_loaded(
+        &mut self,
+        table: &Table,
+        identity: &str,
+        content_sha256: Option<&str>,
+    ) -> bool {
         let client = match self.connection.client().await {
             Ok(c) => c,
             Err(e) => {
@@ -272,7 +274,10 @@ impl Redshift {
             }
         };
         match client
-            .query_opt(&sql::ledger_lookup(), &[&identity, &table.name])
+            .query_opt(
+                &sql::ledger_lookup(),
+                &[&identity, &table.name, &content_sha256],
+            )
             .await
         {
             Ok(row) => row.is_some(),
@@ -426,13 +431,17 @@ impl Redshift {
             .map_err(db("locking the table and the ledger"))?;
         if !entry.forced
             && tx
-                .query_opt(&sql::ledger_lookup(), &[&entry.identity, &table.name])
+                .query_opt(
+                    &sql::ledger_lookup(),
+                    &[&entry.identity, &table.name, &entry.content_sha256],
+                )
                 .await
                 .map_err(db("reading the ledger"))?
                 .is_some()
         {
             return Ok(LoadOutcome::AlreadyLoaded);
         }
+        let mut orphans = None;
         let (staged_rows, rows_loaded) = match staged {
             None => (0, 0),
             Some(staged) => {
@@ -461,6 +470,18 @@ impl Redshift {
                         ),
                     }));
                 }
+                if let Some(statement) = sql::orphan_rows(table).filter(|_| entry.tally.is_active())
+                {
+                    let row = tx
+                        .query_one(&statement, &[])
+                        .await
+                        .map_err(db("counting orphan keys"))?;
+                    orphans = Some(
+                        (0..row.len())
+                            .map(|i| u64::try_from(row.get::<_, i64>(i)).unwrap_or_default())
+                            .collect::<Vec<u64>>(),
+                    );
+                }
                 affected(&tx, &sql::delete_replaced(table))
                     .await
                     .map_err(db("replacing rows"))?;
@@ -479,6 +500,15 @@ impl Redshift {
                 .await
                 .map_err(db("commenting columns from the data dictionary"))?;
         }
+        let quality = entry.tally.is_active().then(|| {
+            let columns = crate::schema::SCHEMA
+                .dimension_keys(table)
+                .enumerate()
+                .map(|(k, (_, column, _))| (column, orphans.as_ref().map_or(0, |o| o[k])))
+                .collect();
+            Quality::new(table, columns, entry.tally.balance_mismatches())
+        });
+        let quality_json = quality.as_ref().map(Quality::to_json);
         let started = timestamptz(request.started);
         let finished = timestamptz(SystemTime::now());
         tx.execute(
@@ -496,6 +526,8 @@ impl Redshift {
                 &started,
                 &finished,
                 &entry.routed_by,
+                &entry.content_sha256,
+                &quality_json,
             ],
         )
         .await
@@ -512,6 +544,7 @@ impl Redshift {
             load_id: load_id.unwrap_or_default(),
             rows_loaded,
             rows_duplicate,
+            quality,
         };
         request
             .before_commit

@@ -126,6 +126,8 @@ pub fn create_ledger() -> String {
     forced BOOLEAN NOT NULL,
     encoding VARCHAR(64) NOT NULL,
     routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
+    content_sha256 VARCHAR(64),
+    quality VARCHAR(4096),
     started_at TIMESTAMPTZ NOT NULL,
     finished_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (load_id)
@@ -161,13 +163,34 @@ pub fn lock(table: &Table) -> String {
     format!("LOCK {}, {}", table.qualified(), ledger())
 }
 
-/// Whether this identity is already loaded into this table (`$1` identity, `$2` table name).
+/// Whether this object is already loaded into this table: `$1` its quick identity, `$2` the table name, `$3` its
+/// content SHA-256 (or NULL).
 pub fn ledger_lookup() -> String {
     format!(
-        "SELECT load_id FROM {} WHERE object_identity = $1::VARCHAR AND table_name = $2::VARCHAR \
-         AND status = 'loaded' LIMIT 1",
+        "SELECT load_id FROM {} WHERE table_name = $2::VARCHAR AND status = 'loaded' \
+         AND (object_identity = $1::VARCHAR OR content_sha256 = $3::VARCHAR) LIMIT 1",
         ledger()
     )
+}
+
+/// The staged rows whose dimension key has no row in its dimension, one count per dimension key column (in table
+/// order), in one statement; `None` for tables without dimension keys. Redshift does not enforce keys, so each is
+/// an anti-join (`NOT EXISTS`), which duplicate dimension rows cannot inflate.
+pub fn orphan_rows(table: &Table) -> Option<String> {
+    let staging = quote_ident(STAGING);
+    let counts: Vec<String> = SCHEMA
+        .dimension_keys(table)
+        .map(|(_, column, dim)| {
+            let c = quote_ident(&column.name);
+            let key = quote_ident(&dim.primary_key().name);
+            format!(
+                "(SELECT COUNT(*) FROM {staging} s WHERE s.{c} IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM {} d WHERE d.{key} = s.{c}))",
+                dim.qualified()
+            )
+        })
+        .collect();
+    (!counts.is_empty()).then(|| format!("SELECT {}", counts.join(", ")))
 }
 
 /// The session's staging table, with the target's columns, types and distribution (temporary tables live until
@@ -244,9 +267,10 @@ pub fn drop_staging() -> String {
 pub fn ledger_insert() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, routed_by, started_at, finished_at) \
+         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) \
          VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, \
-         $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
+         $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, \
+         $11::VARCHAR::TIMESTAMPTZ)",
         ledger()
     )
 }
@@ -259,12 +283,22 @@ pub fn ledger_has_column() -> String {
     )
 }
 
-/// Add the routing column to a ledger created before routing by header.
-pub fn ledger_add_routed_by() -> String {
-    format!(
-        "ALTER TABLE {} ADD COLUMN routed_by VARCHAR(16) NOT NULL DEFAULT 'name'",
-        ledger()
-    )
+/// The ledger columns added since it was first declared, each with the statement that adds it to an older ledger
+/// (Redshift adds one column per `ALTER TABLE`): routing by header, content identity, quality figures.
+pub fn ledger_added_columns() -> Vec<(&'static str, String)> {
+    [
+        ("routed_by", "VARCHAR(16) NOT NULL DEFAULT 'name'"),
+        ("content_sha256", "VARCHAR(64)"),
+        ("quality", "VARCHAR(4096)"),
+    ]
+    .into_iter()
+    .map(|(column, ty)| {
+        (
+            column,
+            format!("ALTER TABLE {} ADD COLUMN {column} {ty}", ledger()),
+        )
+    })
+    .collect()
 }
 
 /// The key of the row [`ledger_insert`] just wrote (`$1` identity, `$2` table, `$3` its finished_at): the ledger

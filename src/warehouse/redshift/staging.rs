@@ -367,8 +367,8 @@ mod tests {
         ];
         assert_eq!(
             manifest("b", &keys),
-            "{\"entries\":[{\"mandatory\":true,\"url\":\"s3://b/staging/x/part-0000.csv.gz\"},\
-             {\"mandatory\":true,\"url\":\"s3://b/staging/x/part-0001.csv.gz\"}]}"
+            "{\"entries\":[{\"url\":\"s3://b/staging/x/part-0000.csv.gz\",\"mandatory\":true},\
+             {\"url\":\"s3://b/staging/x/part-0001.csv.gz\",\"mandatory\":true}]}"
         );
     }
 
