@@ -6,15 +6,168 @@ use std::path::PathBuf;
 
 use crate::source::{Limits, StreamLimits};
 
-/// How the warehouse connection is encrypted.
+/// How the warehouse connection is encrypted: libpq's `sslmode` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SslMode {
     /// Plain TCP (local development only).
     Disable,
+    /// TLS when the server offers it, plain otherwise; the certificate is not checked (libpq's default).
+    Prefer,
     /// TLS without certificate verification.
     Require,
+    /// TLS with the certificate chain verified (public roots plus an optional CA bundle), not the host name.
+    VerifyCa,
     /// TLS with the certificate chain and host name verified (public roots plus an optional CA bundle).
     VerifyFull,
+}
+
+impl SslMode {
+    /// The mode for a libpq `sslmode` value.
+    pub fn parse(value: &str) -> Option<SslMode> {
+        Some(match value {
+            "disable" => SslMode::Disable,
+            "prefer" | "allow" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// A database URL (`postgres://…?…`) or key=value string with libpq's TLS settings taken out, since the driver
+/// does not read them all (it knows no `verify-ca`/`verify-full` and no `sslrootcert`): what remains goes to the
+/// driver, the TLS settings to [`crate::warehouse::postgres::tls_connector`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    /// The URL without `sslmode` and `sslrootcert`.
+    pub rest: String,
+    /// Its `sslmode`, if it names one.
+    pub ssl_mode: Option<SslMode>,
+    /// Its `sslrootcert`: a PEM bundle of the CAs to trust (e.g. Amazon's RDS/Redshift bundle).
+    pub root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseUrl")
+            .field("rest", &"<redacted>")
+            .field("ssl_mode", &self.ssl_mode)
+            .field("root_cert", &self.root_cert)
+            .finish()
+    }
+}
+
+impl DatabaseUrl {
+    /// Split `sslmode` and `sslrootcert` out of a URL's query or a key=value string. An unknown `sslmode` is an
+    /// error naming the valid ones (never the URL, which may hold a password).
+    pub fn parse(url: &str) -> Result<DatabaseUrl, ConfigError> {
+        let mut ssl_mode = None;
+        let mut root_cert = None;
+        let mut take = |key: &str, value: &str| -> Result<bool, ConfigError> {
+            match key {
+                "sslmode" => {
+                    ssl_mode = Some(SslMode::parse(value).ok_or_else(|| ConfigError::Invalid {
+                        name: "sslmode",
+                        value: value.to_string(),
+                        expected: "one of disable, prefer, require, verify-ca, verify-full",
+                    })?);
+                    Ok(true)
+                }
+                "sslrootcert" => {
+                    root_cert = Some(PathBuf::from(percent_decoded(value)));
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        };
+        let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match url.split_once('?') {
+                None => url.to_string(),
+                Some((base, query)) => {
+                    let mut kept = Vec::new();
+                    for pair in query.split('&').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        if !take(k, &percent_decoded(v))? {
+                            kept.push(pair);
+                        }
+                    }
+                    if kept.is_empty() {
+                        base.to_string()
+                    } else {
+                        format!("{base}?{}", kept.join("&"))
+                    }
+                }
+            }
+        } else {
+            let mut kept = Vec::new();
+            for token in key_value_tokens(url) {
+                let (k, v) = token.split_once('=').unwrap_or((token, ""));
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap_or(v);
+                if !take(k.trim(), v)? {
+                    kept.push(token);
+                }
+            }
+            kept.join(" ")
+        };
+        Ok(DatabaseUrl {
+            rest,
+            ssl_mode,
+            root_cert,
+        })
+    }
+}
+
+/// The `key=value` tokens of a libpq connection string: separated by spaces, except inside single quotes.
+fn key_value_tokens(s: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                start.get_or_insert(i);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if let Some(st) = start.take() {
+                    tokens.push(&s[st..i]);
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if let Some(st) = start {
+        tokens.push(&s[st..]);
+    }
+    tokens
+}
+
+/// `%XX` escapes of a URL component decoded (invalid ones kept as they are).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Which warehouse is loaded (`WAREHOUSE_DIALECT`).
@@ -267,16 +420,11 @@ impl Config {
                 Database::Url(_) => SslMode::Disable,
                 Database::Parts { .. } => SslMode::VerifyFull,
             },
-            Some("disable") => SslMode::Disable,
-            Some("require") => SslMode::Require,
-            Some("verify-full") => SslMode::VerifyFull,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "DB_SSLMODE",
-                    value: other.to_string(),
-                    expected: "one of disable, require, verify-full",
-                });
-            }
+            Some(value) => SslMode::parse(value).ok_or_else(|| ConfigError::Invalid {
+                name: "DB_SSLMODE",
+                value: value.to_string(),
+                expected: "one of disable, prefer, require, verify-ca, verify-full",
+            })?,
         };
         let reject_threshold = match get("REJECT_THRESHOLD") {
             None => 0.10,
@@ -391,6 +539,42 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn libpq_tls_settings_are_taken_out_of_a_url_and_a_key_value_string() {
+        let u = DatabaseUrl::parse(
+            "postgres://u:p@db.example:5432/h?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Frds.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            u.rest,
+            "postgres://u:p@db.example:5432/h?application_name=x"
+        );
+        assert_eq!(u.ssl_mode, Some(SslMode::VerifyFull));
+        assert_eq!(u.root_cert, Some(PathBuf::from("/etc/rds.pem")));
+        let u = DatabaseUrl::parse("postgresql://h/db?sslmode=require").unwrap();
+        assert_eq!(
+            (u.rest.as_str(), u.ssl_mode),
+            ("postgresql://h/db", Some(SslMode::Require))
+        );
+        let u =
+            DatabaseUrl::parse("host=h dbname=d sslmode=verify-ca sslrootcert='/a b.pem'").unwrap();
+        assert_eq!(u.rest, "host=h dbname=d");
+        assert_eq!(u.ssl_mode, Some(SslMode::VerifyCa));
+        let u = DatabaseUrl::parse("postgres://h/db").unwrap();
+        assert_eq!(
+            (u.rest.as_str(), u.ssl_mode, u.root_cert),
+            ("postgres://h/db", None, None)
+        );
+        for (value, mode) in [("disable", SslMode::Disable), ("prefer", SslMode::Prefer)] {
+            let u = DatabaseUrl::parse(&format!("postgres://h/db?sslmode={value}")).unwrap();
+            assert_eq!(u.ssl_mode, Some(mode));
+        }
+        let e = DatabaseUrl::parse("postgres://u:secret@h/db?sslmode=strict")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verify-full") && !e.contains("secret"), "{e}");
     }
 
     #[test]
@@ -509,7 +693,7 @@ mod tests {
     #[test]
     fn missing_or_malformed_settings_are_named() {
         assert_eq!(config(&[]).unwrap_err(), ConfigError::NoDatabase);
-        let e = config(&[("DATABASE_URL", "x"), ("DB_SSLMODE", "prefer")]).unwrap_err();
+        let e = config(&[("DATABASE_URL", "x"), ("DB_SSLMODE", "strict")]).unwrap_err();
         assert!(e.to_string().contains("DB_SSLMODE"), "{e}");
         let e = config(&[("DATABASE_URL", "x"), ("REJECT_THRESHOLD", "10")]).unwrap_err();
         assert!(e.to_string().contains("REJECT_THRESHOLD"), "{e}");

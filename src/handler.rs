@@ -10,13 +10,13 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
 
-use crate::config::{Auth, Config, ConfigError, Database, Dialect};
+use crate::config::{Auth, Config, ConfigError, Database, DatabaseUrl, Dialect};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
 use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_publishing};
 use crate::route::{escape_text, is_csv_name, route};
 use crate::source::s3::{self, S3SourceError};
 use crate::warehouse::connection::Connection;
-use crate::warehouse::postgres::{WarehouseError, tls_connector};
+use crate::warehouse::postgres::{WarehouseError, tls_connection};
 use crate::warehouse::redshift::auth::{ClusterCredentials, ServerlessCredentials};
 use crate::warehouse::redshift::{RedshiftSettings, RetryPolicy};
 use crate::warehouse::{Postgres, Redshift, Warehouse};
@@ -491,16 +491,20 @@ pub async fn warehouse_from(
 /// The warehouse connection from the configuration: a URL, or settings plus the Secrets Manager password, or
 /// settings plus IAM temporary credentials (renewed by the connection before they expire).
 pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connection, StartupError> {
-    let tls = tls_connector(&config.ssl_mode, config.ca_bundle.as_deref())?;
+    let connect = |pg| tls_connection(pg, &config.ssl_mode, config.ca_bundle.as_deref());
     let default_port = match config.dialect {
         Dialect::Postgres => 5432,
         Dialect::Redshift => 5439,
     };
     let (host, port, dbname, user, auth) = match &config.database {
         Database::Url(url) => {
-            let pg = tokio_postgres::Config::from_str(url)
+            // The URL's own sslmode/sslrootcert (libpq's) win over DB_SSLMODE/DB_CA_BUNDLE.
+            let url = DatabaseUrl::parse(url)?;
+            let pg = tokio_postgres::Config::from_str(&url.rest)
                 .map_err(|e| WarehouseError::Config(e.to_string()))?;
-            return Ok(Connection::new(pg, tls));
+            let mode = url.ssl_mode.unwrap_or_else(|| config.ssl_mode.clone());
+            let ca = url.root_cert.as_deref().or(config.ca_bundle.as_deref());
+            return Ok(tls_connection(pg, &mode, ca)?);
         }
         Database::Parts {
             host,
@@ -526,7 +530,7 @@ pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connect
                 db_user,
                 db_name: db.to_string(),
             };
-            return Ok(Connection::new(pg, tls).with_credentials(std::sync::Arc::new(source)));
+            return Ok(connect(pg)?.with_credentials(std::sync::Arc::new(source)));
         }
         Auth::IamServerless { workgroup } => {
             let (host, db) = iam_host_and_db(host, dbname)?;
@@ -536,7 +540,7 @@ pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connect
                 workgroup: workgroup.clone(),
                 db_name: db.to_string(),
             };
-            return Ok(Connection::new(pg, tls).with_credentials(std::sync::Arc::new(source)));
+            return Ok(connect(pg)?.with_credentials(std::sync::Arc::new(source)));
         }
     };
     let secret = read_secret(sdk, secret_arn).await?;
@@ -558,7 +562,7 @@ pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connect
     if let Some(db) = dbname.clone().or(secret.dbname) {
         pg.dbname(&db);
     }
-    Ok(Connection::new(pg, tls))
+    Ok(connect(pg)?)
 }
 
 fn iam_host_and_db<'a>(

@@ -138,3 +138,58 @@ async fn the_connection_comes_from_the_secrets_manager_secret() {
     };
     assert!(err.contains(missing_arn), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_url_carries_libpq_sslmode_to_the_library_and_every_cli_command() {
+    let db = TestDb::new("url_sslmode").await;
+    for (mode, encrypted) in [("require", true), ("prefer", true), ("disable", false)] {
+        let mut pg = Postgres::new(&format!("{}?sslmode={mode}", db.url)).expect("url");
+        assert_eq!(ssl_in_use(&mut pg).await, encrypted, "sslmode={mode}");
+    }
+    let dir = common::TempDir::new("url_sslmode");
+    dir.write("dimPayer.csv", "dimPayerPK,PayerName\n1,Medicare\n");
+    let url = format!("{}?sslmode=require", db.url);
+    for args in [vec!["init"], vec!["load", "dimPayer.csv"]] {
+        let out = common::run_bin(Some(&url), dir.path(), args.clone()).await;
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{args:?}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    assert_eq!(db.count("health.dim_payer").await, 1);
+    let out = common::run_bin(
+        Some(&format!("{}?sslmode=strict", db.url)),
+        dir.path(),
+        ["init"],
+    )
+    .await;
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("verify-full"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_full_refuses_a_certificate_for_another_host_and_verify_ca_checks_the_chain_only() {
+    let db = TestDb::new("url_verify").await;
+    let cert: String = common::scalar(&db.url, "SHOW ssl_cert_file").await;
+    // The server's certificate is its own CA here (self-signed, issued to its host name, not to 127.0.0.1).
+    let with = |mode: &str| format!("{}?sslmode={mode}&sslrootcert={cert}", db.url);
+    let mut pg = Postgres::new(&with("verify-full")).expect("url");
+    let err = match pg.client().await {
+        Ok(_) => panic!("a certificate for another host name must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cannot connect"), "{err}");
+    let mut pg = Postgres::new(&with("verify-ca")).expect("url");
+    assert!(
+        ssl_in_use(&mut pg).await,
+        "verify-ca accepts the trusted chain"
+    );
+    let dir = common::TempDir::new("url_verify");
+    let out = common::run_bin(Some(&with("verify-full")), dir.path(), ["init"]).await;
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    let out = common::run_bin(Some(&with("verify-ca")), dir.path(), ["init"]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+}

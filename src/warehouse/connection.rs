@@ -71,6 +71,13 @@ impl Connection {
         }
     }
 
+    /// Use TLS only when the server offers it (`sslmode=prefer`).
+    pub fn tls_optional(mut self) -> Self {
+        self.config
+            .ssl_mode(tokio_postgres::config::SslMode::Prefer);
+        self
+    }
+
     /// Take the user and password from `source` at every (re)connection whose credentials expire within
     /// [`RENEW_BEFORE`].
     pub fn with_credentials(mut self, source: Arc<dyn CredentialSource>) -> Self {

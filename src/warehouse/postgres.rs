@@ -18,7 +18,7 @@ use super::{
     ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql, max_key_sql,
     orphan_rows_of_load_sql, supports_direct_append,
 };
-use crate::config::SslMode;
+use crate::config::{DatabaseUrl, SslMode};
 use crate::schema::{SCHEMA, Table, TableKind};
 use crate::transform::{Quality, Tally};
 
@@ -78,10 +78,18 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Parse a `postgres://` URL or key=value string; plain TCP; connects lazily.
+    /// Parse a `postgres://` URL or key=value string, with libpq's `sslmode` (disable — the default here —,
+    /// prefer, require, verify-ca, verify-full) and `sslrootcert`; connects lazily.
     pub fn new(url: &str) -> Result<Self, WarehouseError> {
-        let config = Config::from_str(url).map_err(|e| WarehouseError::Config(e.to_string()))?;
-        Ok(Postgres::with_config(config, None))
+        let url = DatabaseUrl::parse(url).map_err(|e| WarehouseError::Config(e.to_string()))?;
+        let config =
+            Config::from_str(&url.rest).map_err(|e| WarehouseError::Config(e.to_string()))?;
+        let mode = url.ssl_mode.unwrap_or(SslMode::Disable);
+        Ok(Postgres::with_connection(tls_connection(
+            config,
+            &mode,
+            url.root_cert.as_deref(),
+        )?))
     }
 
     /// A connection from driver settings, over TLS when a connector is given (see [`tls_connector`]).
@@ -174,9 +182,24 @@ impl Postgres {
     }
 }
 
-/// A rustls connector for an SSL mode: `None` for disable; `require` encrypts without verifying the server;
-/// `verify-full` checks the chain against the public roots plus an optional PEM bundle (the RDS/Redshift CAs)
-/// and the host name.
+/// A connection over TLS as `mode` says (see [`tls_connector`]); with `prefer`, plain TCP when the server offers
+/// no TLS, as libpq does.
+pub fn tls_connection(
+    config: Config,
+    mode: &SslMode,
+    ca_bundle: Option<&Path>,
+) -> Result<Connection, WarehouseError> {
+    let connection = Connection::new(config, tls_connector(mode, ca_bundle)?);
+    Ok(if *mode == SslMode::Prefer {
+        connection.tls_optional()
+    } else {
+        connection
+    })
+}
+
+/// A rustls connector for an SSL mode: `None` for disable; `prefer` and `require` encrypt without verifying the
+/// server; `verify-ca` checks the chain against the public roots plus an optional PEM bundle (the RDS/Redshift
+/// CAs); `verify-full` checks the host name too.
 pub fn tls_connector(
     mode: &SslMode,
     ca_bundle: Option<&Path>,
@@ -187,11 +210,11 @@ pub fn tls_connector(
         .map_err(|e| WarehouseError::Config(format!("TLS: {e}")))?;
     let config = match mode {
         SslMode::Disable => return Ok(None),
-        SslMode::Require => builder
+        SslMode::Prefer | SslMode::Require => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
             .with_no_client_auth(),
-        SslMode::VerifyFull => {
+        SslMode::VerifyCa | SslMode::VerifyFull => {
             let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
@@ -208,10 +231,71 @@ pub fn tls_connector(
                     })?;
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            if *mode == SslMode::VerifyCa {
+                let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| WarehouseError::Config(format!("TLS: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                    .with_no_client_auth()
+            } else {
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
         }
     };
     Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// `sslmode=verify-ca`: the certificate must chain to a trusted CA; its host name is not compared (as libpq does).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// `sslmode=require`: the channel is encrypted, the certificate is not checked (as libpq does).
