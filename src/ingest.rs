@@ -221,7 +221,7 @@ pub struct Uploaded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSummary {
     pub bucket: String,
-    /// In file order.
+    /// In load order (the data dictionary, the dimensions, the fact table), by file name within each.
     pub uploaded: Vec<Uploaded>,
     /// Files left out: (file, reason).
     pub skipped: Vec<(String, String)>,
@@ -396,6 +396,7 @@ struct Planned {
     file: String,
     key: String,
     bytes: u64,
+    kind: crate::schema::TableKind,
 }
 
 /// What an ingest of a folder will do.
@@ -446,13 +447,17 @@ fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
             skipped.push((shown, "not a .csv or .csv.gz file".to_string()));
             continue;
         }
-        if let Err(e) = route(&name) {
+        let table = match route(&name) {
+            Ok(table) => table,
             // The name decides nothing: the header may (as the loader will decide it).
-            if let Err(reason) = route_local_by_header(&path) {
-                skipped.push((shown, format!("{e}; {reason}")));
-                continue;
-            }
-        }
+            Err(e) => match route_local_by_header(&path) {
+                Ok(table) => table,
+                Err(reason) => {
+                    skipped.push((shown, format!("{e}; {reason}")));
+                    continue;
+                }
+            },
+        };
         let key = format!("{prefix}{name}");
         if let Some(first) = planned.iter().find(|p| p.key == key) {
             let reason = format!(
@@ -473,8 +478,16 @@ fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
             file: shown,
             key,
             bytes,
+            kind: table.kind,
         });
     }
+    // Uploaded in the order a folder loads (dictionary, dimensions, fact table), so that the events usually arrive
+    // in that order too and the fact load finds its dimensions (files may still arrive in any order).
+    planned.sort_by_key(|p| match p.kind {
+        crate::schema::TableKind::Dictionary => 0,
+        crate::schema::TableKind::Dimension => 1,
+        crate::schema::TableKind::Fact => 2,
+    });
     Ok(Plan {
         uploads: planned,
         skipped,
@@ -963,6 +976,37 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_is_uploaded_dictionary_first_then_dimensions_then_the_fact_table() {
+        let dir = std::env::temp_dir().join(format!("healthetl-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, body) in [
+            ("FactTable.csv", "FactTablePK\n"),
+            ("dimPayer.csv", "dimPayerPK,PayerName\n"),
+            (
+                "DimPhyscian.csv",
+                "dimPhysicianPK,ProviderNpi,ProviderName,ProviderSpecialty,ProviderFTE\n",
+            ),
+            ("Datadictionery.csv", "Table,Column,Definition\n"),
+            ("Afile.csv", "dimLocationPK,LocationName\n"),
+        ] {
+            std::fs::write(dir.join(name), body).unwrap();
+        }
+        let plan = plan(&dir, "incoming/").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let order: Vec<&str> = plan.uploads.iter().map(|p| p.file.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "Datadictionery.csv",
+                "Afile.csv",
+                "DimPhyscian.csv",
+                "dimPayer.csv",
+                "FactTable.csv"
+            ]
+        );
+    }
 
     #[test]
     fn datasets_are_owner_slash_name_of_safe_characters() {
