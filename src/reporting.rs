@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use crate::schema::{DATA_SCHEMA, SCHEMA, TableKind, quote_ident};
+use crate::schema::{DATA_SCHEMA, SCHEMA, TableKind, orphan_condition, quote_ident};
 
 /// Warehouse schema holding the reporting views.
 pub const REPORTING_SCHEMA: &str = "reporting";
@@ -527,16 +527,14 @@ fn data_quality_sql() -> String {
     let label = |s: &str| format!("CAST('{s}' AS VARCHAR(64))");
     if let Some(fact) = fact {
         for (_, column, dim) in SCHEMA.dimension_keys(fact) {
-            let c = quote_ident(&column.name);
-            let key = quote_ident(&dim.primary_key().name);
             parts.push(format!(
                 "SELECT {} AS figure, {} AS column_name, {} AS dimension, COUNT(*) AS row_count\n\
-                 FROM {} AS f WHERE f.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} AS d WHERE d.{key} = f.{c})",
+                 FROM {} AS f WHERE {}",
                 label("orphans"),
                 label(&column.name),
                 label(&dim.name),
                 fact.qualified(),
-                dim.qualified(),
+                orphan_condition("f", column, dim),
             ));
         }
         if let Some(b) = &fact.balance {

@@ -621,6 +621,17 @@ pub fn snake_case(s: &str) -> String {
     out
 }
 
+/// SQL (PostgreSQL and Redshift): row `row`'s `column` holds a key that dimension `dim` has no row for — the
+/// anti-join every orphan count uses (a NULL key is no orphan; duplicate dimension rows cannot inflate it).
+pub fn orphan_condition(row: &str, column: &Column, dim: &Table) -> String {
+    let c = quote_ident(&column.name);
+    format!(
+        "{row}.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} d WHERE d.{} = {row}.{c})",
+        dim.qualified(),
+        quote_ident(&dim.primary_key().name)
+    )
+}
+
 /// Quote an SQL identifier. Identifiers only ever come from the schema declaration, never from input; quoting is
 /// a second line of defence.
 pub fn quote_ident(name: &str) -> String {

@@ -117,8 +117,6 @@ pub struct KeyTally<'a> {
 /// [`DENSE_KEYS`] array slots per key column and [`MAX_SPARSE_KEYS`] other keys.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
-    /// Per table column: the slot of `keys` it feeds.
-    key_slot: Vec<Option<usize>>,
     keys: Vec<(usize, Option<KeyCounts>)>,
     balance: Option<crate::schema::Balance>,
     /// The current row's cast values (only the columns the tally looks at are kept).
@@ -133,12 +131,10 @@ impl Tally {
     /// Redshift the warehouse counts orphans from the staged rows itself).
     pub fn new(table: &Table, count_keys: bool) -> Self {
         let n = table.columns.len();
-        let mut key_slot = vec![None; n];
         let mut watched = vec![false; n];
         let mut keys = Vec::new();
         if count_keys {
             for (i, _, _) in SCHEMA.dimension_keys(table) {
-                key_slot[i] = Some(keys.len());
                 watched[i] = true;
                 keys.push((i, Some(KeyCounts::default())));
             }
@@ -149,7 +145,6 @@ impl Tally {
             }
         }
         Tally {
-            key_slot,
             keys,
             balance: table.balance.clone(),
             row: vec![None; n],
@@ -213,11 +208,6 @@ impl Tally {
                 counts: counts.as_ref(),
             })
             .collect()
-    }
-
-    /// The slot of column `i` among the key columns, if it is one.
-    pub fn key_slot(&self, i: usize) -> Option<usize> {
-        self.key_slot.get(i).copied().flatten()
     }
 }
 
@@ -333,6 +323,15 @@ mod tests {
         fact().columns.iter().position(|c| c.name == name).unwrap()
     }
 
+    fn patient(tally: &Tally) -> KeyTally<'_> {
+        let column = index("dim_patient_pk");
+        tally
+            .key_tallies()
+            .into_iter()
+            .find(|k| k.column == column)
+            .unwrap()
+    }
+
     fn row(tally: &mut Tally, patient: Option<i64>, money: [Option<i64>; 4]) {
         for i in 0..fact().columns.len() {
             tally.value(i, None);
@@ -365,8 +364,7 @@ mod tests {
         row(&mut tally, Some(7), [None; 4]);
         row(&mut tally, Some(9), [None; 4]);
         row(&mut tally, None, [None; 4]);
-        let slot = tally.key_slot(index("dim_patient_pk")).unwrap();
-        let counts = tally.key_tallies()[slot].counts.unwrap();
+        let counts = patient(&tally).counts.unwrap();
         assert_eq!(
             (counts.dense_rows(7), counts.dense_rows(9), counts.rows()),
             (2, 1, 3)
@@ -405,8 +403,7 @@ mod tests {
         for k in [3, 3, big, -2, big, 0] {
             row(&mut tally, Some(k), [None; 4]);
         }
-        let slot = tally.key_slot(index("dim_patient_pk")).unwrap();
-        let counts = tally.key_tallies()[slot].counts.unwrap();
+        let counts = patient(&tally).counts.unwrap();
         assert_eq!(counts.rows(), 6);
         assert_eq!((counts.dense_rows(0), counts.dense_rows(3)), (1, 2));
         let (keys, rows) = counts.sparse();
@@ -427,8 +424,7 @@ mod tests {
         for k in 0..5 {
             row(&mut tally, Some(-1 - k), [None; 4]);
         }
-        let slot = tally.key_slot(index("dim_patient_pk")).unwrap();
-        assert!(tally.key_tallies()[slot].counts.is_none());
+        assert!(patient(&tally).counts.is_none());
         assert_eq!(tally.keys_left, 3);
     }
 

@@ -387,14 +387,7 @@ pub fn orphan_rows_of_load_sql(
     dim: &Table,
     rows: LoadRows,
 ) -> String {
-    let c = quote_ident(&column.name);
-    let key = quote_ident(&dim.primary_key().name);
-    let orphan = |alias: &str| {
-        format!(
-            "{alias}.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} d WHERE d.{key} = {alias}.{c})",
-            dim.qualified()
-        )
-    };
+    let orphan = |alias: &str| crate::schema::orphan_condition(alias, column, dim);
     let mut counts = Vec::new();
     if rows.appended {
         counts.push(format!(

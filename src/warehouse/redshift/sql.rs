@@ -19,7 +19,8 @@
 //! check accepts fits; the check itself stays in the transform, in characters.
 
 use crate::schema::{
-    Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, TableKind, quote_ident,
+    Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, TableKind, orphan_condition,
+    quote_ident,
 };
 use crate::warehouse::{LINE_COLUMN, STAGING, ledger};
 
@@ -177,16 +178,13 @@ pub fn ledger_lookup() -> String {
 /// order), in one statement; `None` for tables without dimension keys. Redshift does not enforce keys, so each is
 /// an anti-join (`NOT EXISTS`), which duplicate dimension rows cannot inflate.
 pub fn orphan_rows(table: &Table) -> Option<String> {
-    let staging = quote_ident(STAGING);
     let counts: Vec<String> = SCHEMA
         .dimension_keys(table)
         .map(|(_, column, dim)| {
-            let c = quote_ident(&column.name);
-            let key = quote_ident(&dim.primary_key().name);
             format!(
-                "(SELECT COUNT(*) FROM {staging} s WHERE s.{c} IS NOT NULL AND NOT EXISTS \
-                 (SELECT 1 FROM {} d WHERE d.{key} = s.{c}))",
-                dim.qualified()
+                "(SELECT COUNT(*) FROM {} s WHERE {})",
+                quote_ident(STAGING),
+                orphan_condition("s", column, dim)
             )
         })
         .collect();
