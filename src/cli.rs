@@ -6,50 +6,45 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::pipeline::{LoadOptions, LoadReport, Status, load_object};
-use crate::route::route;
+use crate::config::Config;
+use crate::pipeline::{LoadOptions, LoadReport, Status, load_routed};
+use crate::route::{Routed, route};
 use crate::schema::TableKind;
 use crate::source::Object;
-use crate::warehouse::Postgres;
+use crate::warehouse::{Connector, Loader};
 
 /// A command-line failure that stops the command (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("no database: set DATABASE_URL or pass --database-url")]
-    NoDatabase,
     #[error(transparent)]
-    Warehouse(#[from] crate::warehouse::postgres::WarehouseError),
+    /// The warehouse refused or failed (connecting, init, a query).
+    Warehouse(#[from] crate::warehouse::WarehouseError),
     #[error(transparent)]
+    /// The worker's handler could not start.
     Startup(#[from] crate::handler::StartupError),
     #[error(transparent)]
+    /// A setting is missing or malformed.
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
+    /// The SQS worker stopped.
     Worker(#[from] crate::worker::WorkerError),
     #[error(transparent)]
+    /// An upload failed.
     Ingest(#[from] crate::ingest::IngestError),
     #[error(transparent)]
+    /// The dashboard could not start or answer.
     Dashboard(#[from] crate::dashboard::DashboardError),
     #[error(transparent)]
+    /// A report filter is malformed.
     Filter(#[from] crate::dashboard::FilterError),
     #[error("{path}: {source}")]
+    /// A local file or directory could not be read or written.
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// What went wrong.
         source: std::io::Error,
     },
-}
-
-/// Logs go to stderr: human-readable by default, JSON when `LOG_FORMAT=json`; level from `RUST_LOG` (default warn).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().with_current_span(false).init();
-    } else {
-        builder.with_target(false).init();
-    }
 }
 
 /// Parse a share between 0 and 1.
@@ -62,20 +57,72 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
     }
 }
 
-async fn connect(url: Option<&str>) -> Result<Postgres, CliError> {
-    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
-    warehouse.init().await?;
-    Ok(warehouse)
+/// Which warehouse a command talks to: the command line's `--database-url` and `--dialect` over the environment
+/// (`DATABASE_URL`, `WAREHOUSE_DIALECT`, the `PG*` and `DB_*` variables — the same settings the Lambda reads),
+/// connected through one [`Connector`].
+#[derive(Clone, Default)]
+pub struct Target {
+    /// Settings that win over the environment: the flags (`DATABASE_URL` from `--database-url`,
+    /// `WAREHOUSE_DIALECT` from `--dialect`), or a test's.
+    pub settings: Vec<(&'static str, String)>,
+    /// How the warehouse is built (the real services, unless a test swaps Redshift's own statements).
+    pub connector: Connector,
 }
 
-/// `healthetl init`.
-pub async fn init(url: Option<&str>) -> Result<ExitCode, CliError> {
-    connect(url).await?;
+impl Target {
+    /// The target of the command-line flags.
+    pub fn from_flags(database_url: Option<String>, dialect: Option<String>) -> Target {
+        let settings = [
+            ("DATABASE_URL", database_url),
+            ("WAREHOUSE_DIALECT", dialect),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        Target {
+            settings,
+            connector: Connector::default(),
+        }
+    }
+
+    /// The configuration: the settings, then the process environment.
+    pub fn config(&self) -> Result<Config, CliError> {
+        Ok(Config::from_lookup(|k| {
+            match self.settings.iter().find(|(name, _)| *name == k) {
+                Some((_, value)) => Some(value.clone()),
+                None => std::env::var(k).ok().filter(|v| !v.is_empty()),
+            }
+        })?)
+    }
+
+    /// The configured warehouse, not yet connected.
+    pub async fn warehouse(&self) -> Result<Box<dyn Loader>, CliError> {
+        Ok(self.connector.connect(&self.config()?).await?)
+    }
+
+    /// The configured warehouse, brought to the declared schema.
+    async fn ready(&self) -> Result<Box<dyn Loader>, CliError> {
+        let mut warehouse = self.warehouse().await?;
+        crate::handler::ensure_schema(warehouse.as_mut()).await?;
+        Ok(warehouse)
+    }
+}
+
+/// `healthetl init`: create or migrate the schema and (re)create the reporting views, whatever the version.
+pub async fn init(target: &Target) -> Result<ExitCode, CliError> {
+    let mut warehouse = target.warehouse().await?;
+    let migrated = warehouse.init(&crate::reporting::view_statements()).await?;
     println!(
-        "warehouse ready: schemas health and etl, {} tables, ledger etl.load_log, {} reporting views",
+        "warehouse ready ({}): schemas health and etl, {} tables, ledger etl.load_log, {} reporting views, \
+         schema version {}",
+        warehouse.dialect(),
         crate::schema::SCHEMA.all_tables().count(),
-        crate::reporting::views().len()
+        crate::reporting::views().len(),
+        migrated.to_version
     );
+    if !migrated.columns_added.is_empty() {
+        println!("columns added: {}", migrated.columns_added.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,22 +158,45 @@ fn load_rank(path: &Path) -> u8 {
         Ok(TableKind::Dictionary) => 0,
         Ok(TableKind::Dimension) => 1,
         Ok(TableKind::Fact) => 2,
-        Err(_) => 3,
+        Ok(TableKind::Ledger) | Err(_) => 3,
     }
 }
 
 /// `healthetl load`: every object gets a report; exit 0 when all were loaded or skipped.
 pub async fn load(
-    url: Option<&str>,
+    target: &Target,
     paths: &[PathBuf],
     options: &LoadOptions,
     json: bool,
     progress: bool,
 ) -> Result<ExitCode, CliError> {
+    let reports = load_files(target, paths, options, progress).await?;
+    Ok(print_reports(&reports, json))
+}
+
+/// Load files or directories, one report per file.
+pub async fn load_files(
+    target: &Target,
+    paths: &[PathBuf],
+    options: &LoadOptions,
+    progress: bool,
+) -> Result<Vec<LoadReport>, CliError> {
     let files = expand_paths(paths)?;
-    let mut warehouse = connect(url).await?;
+    let mut warehouse = target.ready().await?;
     let mut reports = Vec::with_capacity(files.len());
     for file in &files {
+        let display = file.to_string_lossy();
+        let routed = match Routed::of(&display) {
+            Ok(r) => r,
+            Err(e) => {
+                reports.push(LoadReport::not_loaded(
+                    &display,
+                    Status::Refused,
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
         let object = match Object::local(file) {
             Ok(o) => o,
             Err(e) => {
@@ -138,13 +208,13 @@ pub async fn load(
         let on_bytes = bar
             .clone()
             .map(|b| -> Box<dyn FnMut(u64) + Send> { Box::new(move |n| b.inc(n)) });
-        let report = load_object(&mut warehouse, object, options, on_bytes).await;
+        let report = load_routed(warehouse.as_mut(), routed, object, options, on_bytes, None).await;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         reports.push(report);
     }
-    Ok(print_reports(&reports, json))
+    Ok(reports)
 }
 
 /// Print the reports (a summary table, or JSON) and choose the exit code: success when every object was loaded or
@@ -267,46 +337,14 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
     out
 }
 
-/// The Lambda: build the handler once per cold start, then serve events until the runtime stops us.
-pub async fn lambda() -> ExitCode {
-    let handler = match crate::handler::Handler::from_env().await {
-        Ok(h) => std::sync::Arc::new(h),
-        Err(e) => {
-            tracing::error!(error = %e, "cold start failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    let service = lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let handler = handler.clone();
-            async move {
-                handler
-                    .handle_event(&event.payload, &event.context.request_id)
-                    .await
-                    .map_err(lambda_runtime::Error::from)
-            }
-        },
-    );
-    match lambda_runtime::run(service).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// `healthetl worker`: the same handler as the Lambda, fed from an SQS queue.
 pub async fn worker(
-    url: Option<String>,
+    target: &Target,
     options: &crate::worker::WorkerOptions,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let config = crate::config::Config::from_lookup(|k| match k {
-        "DATABASE_URL" => url.clone().or_else(|| std::env::var(k).ok()),
-        _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
-    })?;
-    let handler = crate::handler::Handler::from_config(config)
+    let config = target.config()?;
+    let handler = crate::handler::Handler::from_config_with(config, target.connector.clone())
         .await?
         .with_metrics(false);
     let sdk = crate::aws::sdk_config().await;
@@ -331,12 +369,12 @@ pub async fn ingest(
 /// `healthetl dashboard`: serve the dashboard on `bind:port` (port 0 picks a free one) until stopped. The first line
 /// printed is the dashboard's URL.
 pub async fn dashboard(
-    url: Option<&str>,
+    target: &Target,
     bind: std::net::IpAddr,
     port: u16,
 ) -> Result<ExitCode, CliError> {
-    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
-    crate::dashboard::check(&mut warehouse).await?;
+    let mut warehouse = target.warehouse().await?;
+    crate::dashboard::check(warehouse.as_mut()).await?;
     let server =
         crate::dashboard::Server::start(warehouse, std::net::SocketAddr::new(bind, port)).await?;
     let addr = server.addr();
@@ -353,16 +391,16 @@ pub async fn dashboard(
 
 /// `healthetl report`: the dashboard for `filters` as one self-contained HTML file.
 pub async fn report(
-    url: Option<&str>,
+    target: &Target,
     out: &Path,
     filters: &crate::dashboard::Filters,
 ) -> Result<ExitCode, CliError> {
-    let mut warehouse = Postgres::new(url.ok_or(CliError::NoDatabase)?)?;
+    let mut warehouse = target.warehouse().await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let html = crate::dashboard::report(
-        &mut warehouse,
+        warehouse.as_mut(),
         filters,
         crate::dashboard::utc_timestamp(now),
     )

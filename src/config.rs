@@ -37,7 +37,7 @@ impl SslMode {
 
 /// A database URL (`postgres://…?…`) or key=value string with libpq's TLS settings taken out, since the driver
 /// does not read them all (it knows no `verify-ca`/`verify-full` and no `sslrootcert`): what remains goes to the
-/// driver, the TLS settings to [`crate::warehouse::postgres::tls_connector`].
+/// driver, the TLS settings to [`crate::warehouse::tls::tls_connector`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     /// The URL without `sslmode` and `sslrootcert`.
@@ -127,8 +127,14 @@ fn key_value_tokens(s: &str) -> Vec<&str> {
     let mut tokens = Vec::new();
     let mut start = None;
     let mut quoted = false;
+    let mut escaped = false;
     for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
         match c {
+            '\\' if quoted => escaped = true,
             '\'' => {
                 quoted = !quoted;
                 start.get_or_insert(i);
@@ -173,7 +179,9 @@ fn percent_decoded(s: &str) -> String {
 /// Which warehouse is loaded (`WAREHOUSE_DIALECT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// PostgreSQL (`postgres`, the default).
     Postgres,
+    /// Amazon Redshift (`redshift`): rows are staged in S3 and loaded with `COPY`.
     Redshift,
 }
 
@@ -181,12 +189,21 @@ pub enum Dialect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
     /// The password (and any settings the environment leaves out) from a Secrets Manager secret (`secret`).
-    Secret { arn: String },
+    Secret {
+        /// The ARN of the secret (`DB_SECRET_ARN`).
+        arn: String,
+    },
     /// Temporary passwords from `GetClusterCredentials` for `DB_USER` (`iam-cluster`).
-    IamCluster { cluster_id: String },
+    IamCluster {
+        /// The provisioned cluster's identifier (`REDSHIFT_CLUSTER_ID`).
+        cluster_id: String,
+    },
     /// Temporary passwords from redshift-serverless `GetCredentials`; the user follows from the IAM role
     /// (`iam-serverless`).
-    IamServerless { workgroup: String },
+    IamServerless {
+        /// The Redshift Serverless workgroup's name (`REDSHIFT_WORKGROUP`).
+        workgroup: String,
+    },
 }
 
 /// Where the warehouse connection comes from.
@@ -197,10 +214,15 @@ pub enum Database {
     /// Host, port, database and user from the environment; the password from a Secrets Manager secret (the standard
     /// RDS/Redshift secret JSON, whose host/port/dbname/username fill what the environment leaves out) or from IAM.
     Parts {
+        /// The host (`DB_HOST`); `None`: the secret's.
         host: Option<String>,
+        /// The port (`DB_PORT`); `None`: the secret's.
         port: Option<u16>,
+        /// The database name (`DB_NAME`); `None`: the secret's.
         dbname: Option<String>,
+        /// The database user (`DB_USER`); `None`: the secret's (or, with `iam-serverless`, the IAM role's).
         user: Option<String>,
+        /// How the password is obtained.
         auth: Auth,
     },
 }
@@ -242,11 +264,17 @@ impl std::fmt::Debug for Database {
 /// Everything the event handler needs, read once.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The warehouse loaded (`WAREHOUSE_DIALECT`, default `postgres`).
     pub dialect: Dialect,
+    /// Where the warehouse connection comes from.
     pub database: Database,
+    /// How the connection is encrypted (`DB_SSLMODE`; an `sslmode` in the URL takes precedence). Defaults to
+    /// `disable` for a URL and `verify-full` when the connection is given in parts.
     pub ssl_mode: SslMode,
     /// Extra CA certificates (PEM) for verify-full, e.g. the RDS/Redshift bundle.
     pub ca_bundle: Option<PathBuf>,
+    /// The largest share of rejected rows an object may have and still load (`REJECT_THRESHOLD`, 0 to 1,
+    /// default 0.1).
     pub reject_threshold: f64,
     /// Where refused objects' reports and rejected rows go in the bucket.
     pub quarantine_prefix: String,
@@ -281,20 +309,30 @@ pub fn lambda_object_limit(memory_mb: u64, timeout_seconds: u64) -> u64 {
 /// A configuration value that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// No way to reach the warehouse is configured: neither `DATABASE_URL`, the libpq variables, a secret nor IAM
+    /// authentication.
     #[error(
-        "no database configured: set DATABASE_URL, or DB_SECRET_ARN (with DB_HOST, DB_PORT, DB_NAME, DB_USER), or \
+        "no database configured: set DATABASE_URL (or pass --database-url), or the PG* variables (PGHOST, \
+         PGDATABASE, PGUSER, …), or DB_SECRET_ARN (with DB_HOST, DB_PORT, DB_NAME, DB_USER), or \
          REDSHIFT_AUTH=iam-cluster|iam-serverless"
     )]
     NoDatabase,
+    /// A variable that the other settings make necessary is not set.
     #[error("{name} is required {because}")]
     Missing {
+        /// The variable (or setting) that is missing.
         name: &'static str,
+        /// Which other setting requires it, e.g. `for Redshift loads`.
         because: &'static str,
     },
+    /// A variable is set to a value that cannot be used.
     #[error("{name} is '{value}': {expected}")]
     Invalid {
+        /// The variable (or setting) with the bad value.
         name: &'static str,
+        /// The value given.
         value: String,
+        /// What a valid value looks like.
         expected: &'static str,
     },
 }
@@ -379,7 +417,10 @@ impl Config {
                 user: get("DB_USER"),
                 auth,
             },
-            (None, None) => return Err(ConfigError::NoDatabase),
+            (None, None) => match libpq_environment(&get) {
+                Some(conninfo) => Database::Url(conninfo),
+                None => return Err(ConfigError::NoDatabase),
+            },
         };
         let redshift = match dialect {
             Dialect::Postgres => None,
@@ -487,6 +528,36 @@ impl Config {
             redshift,
         })
     }
+}
+
+/// The standard libpq variables (`PGHOST`, `PGPORT`, `PGDATABASE`, `PGUSER`, `PGPASSWORD`, `PGSSLMODE`,
+/// `PGSSLROOTCERT`) as a key=value connection string, when any of host, port, database or user is set. The TLS
+/// mode defaults to libpq's (`prefer`).
+pub fn libpq_environment(get: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    const KEYS: [(&str, &str); 7] = [
+        ("PGHOST", "host"),
+        ("PGPORT", "port"),
+        ("PGDATABASE", "dbname"),
+        ("PGUSER", "user"),
+        ("PGPASSWORD", "password"),
+        ("PGSSLMODE", "sslmode"),
+        ("PGSSLROOTCERT", "sslrootcert"),
+    ];
+    if !KEYS[..4].iter().any(|(var, _)| get(var).is_some()) {
+        return None;
+    }
+    let mut parts: Vec<String> = KEYS
+        .iter()
+        .filter_map(|(var, key)| {
+            let value = get(var)?;
+            let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
+            Some(format!("{key}='{quoted}'"))
+        })
+        .collect();
+    if get("PGSSLMODE").is_none() {
+        parts.push("sslmode=prefer".into());
+    }
+    Some(parts.join(" "))
 }
 
 fn prefix(value: Option<String>, default: &str) -> String {

@@ -3,55 +3,59 @@
 //! metrics per object. Clients and the warehouse connection are created once and reused while warm.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
 
-use crate::config::{Auth, Config, ConfigError, Database, DatabaseUrl, Dialect};
+use crate::config::{Config, ConfigError};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
-use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_publishing};
-use crate::route::{escape_text, is_csv_name, route};
+use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_routed};
+use crate::route::{Routed, escape_text};
 use crate::source::s3::{self, S3SourceError};
-use crate::warehouse::connection::Connection;
-use crate::warehouse::postgres::{WarehouseError, tls_connection};
-use crate::warehouse::redshift::auth::{ClusterCredentials, ServerlessCredentials};
-use crate::warehouse::redshift::{RedshiftSettings, RetryPolicy};
-use crate::warehouse::{Postgres, Redshift, Warehouse};
+use crate::warehouse::{Connector, Loader, WarehouseError};
 
 /// Why the handler could not start (cold start).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The environment's configuration is missing or malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The warehouse could not be connected to.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
-    #[error("cannot read the database secret {arn}: {reason}")]
-    Secret { arn: String, reason: String },
 }
 
 /// Why an invocation as a whole failed (the runtime retries or dead-letters it).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// The event as a whole could not be read (e.g. it is of no shape the handler knows).
     #[error(transparent)]
     Event(#[from] EventError),
+    /// Some messages of a direct S3 or EventBridge invocation failed, so the whole invocation is retried.
     #[error("{failed} of {total} messages failed; see the log lines of this request")]
-    Failed { failed: usize, total: usize },
+    Failed {
+        /// Messages that failed.
+        failed: usize,
+        /// Messages in the event.
+        total: usize,
+    },
 }
 
 /// What happened to one message (one SQS message, one S3 record, one EventBridge event).
 #[derive(Debug)]
 pub struct MessageOutcome {
+    /// The SQS message id; `None` for messages that have none (direct S3 records, EventBridge events).
     pub message_id: Option<String>,
     /// False when the message should be retried (unreadable, or an object failed).
     pub ok: bool,
+    /// One report per object the message named, in order.
     pub reports: Vec<LoadReport>,
 }
 
 struct WarehouseState {
-    warehouse: Warehouse,
+    warehouse: Box<dyn Loader>,
+    /// Whether the warehouse is known to be at the declared schema (checked, or migrated, once per cold start).
     ready: bool,
 }
 
@@ -64,16 +68,6 @@ pub struct Handler {
     metrics: bool,
 }
 
-/// The standard RDS/Redshift secret JSON (only the fields used).
-#[derive(serde::Deserialize)]
-struct DbSecret {
-    username: Option<String>,
-    password: String,
-    host: Option<String>,
-    port: Option<Value>,
-    dbname: Option<String>,
-}
-
 impl Handler {
     /// Read the configuration and build the clients (once per cold start).
     pub async fn from_env() -> Result<Handler, StartupError> {
@@ -82,14 +76,27 @@ impl Handler {
 
     /// Build the clients for a configuration.
     pub async fn from_config(config: Config) -> Result<Handler, StartupError> {
+        Handler::from_config_with(config, Connector::default()).await
+    }
+
+    /// Build the clients for a configuration, the warehouse through `connector`.
+    pub async fn from_config_with(
+        config: Config,
+        connector: Connector,
+    ) -> Result<Handler, StartupError> {
         let sdk = crate::aws::sdk_config().await;
         let s3 = crate::aws::s3_client_from(&sdk);
-        let warehouse = warehouse_from(&config, &sdk, &s3).await?;
+        let warehouse = connector.with_aws(sdk, s3.clone()).connect(&config).await?;
         Ok(Handler::new(s3, warehouse, config))
     }
 
-    /// A handler over a warehouse of either dialect (a [`Postgres`] converts).
-    pub fn new(s3: aws_sdk_s3::Client, warehouse: impl Into<Warehouse>, config: Config) -> Handler {
+    /// A handler over a warehouse of any dialect (a [`crate::warehouse::Postgres`] or
+    /// [`crate::warehouse::Redshift`] converts).
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        warehouse: impl Into<Box<dyn Loader>>,
+        config: Config,
+    ) -> Handler {
         Handler {
             s3,
             warehouse: tokio::sync::Mutex::new(WarehouseState {
@@ -186,16 +193,14 @@ impl Handler {
         let uri = format!("s3://{}/{}", object.bucket, object.key);
         // An object whose name routes nowhere is refused before it is read, unless it is a CSV file: then its
         // header decides (in the pipeline).
-        let mut report = match route(&object.key) {
-            Err(e) if !is_csv_name(&object.key) => {
-                LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
-            }
-            _ => match s3::open(&self.s3, object).await {
+        let mut report = match Routed::of(&object.key) {
+            Err(e) => LoadReport::not_loaded(&uri, Status::Refused, e.to_string()),
+            Ok(routed) => match s3::open(&self.s3, object).await {
                 Err(e @ S3SourceError::Gone { .. }) => {
                     LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
                 }
                 Err(e) => LoadReport::failed(&uri, e.to_string()),
-                Ok(opened) => self.load(opened, object, request_id).await,
+                Ok(opened) => self.load(routed, opened, object, request_id).await,
             },
         };
         // A loaded object's rejected rows were published before its commit; a refused object's report goes now
@@ -216,6 +221,7 @@ impl Handler {
 
     async fn load(
         &self,
+        routed: Routed,
         object: crate::source::Object,
         from: &ObjectRef,
         request_id: &str,
@@ -230,7 +236,7 @@ impl Handler {
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {
-            if let Err(e) = state.warehouse.init().await {
+            if let Err(e) = ensure_schema(state.warehouse.as_mut()).await {
                 return LoadReport::failed(&object.uri, e.to_string());
             }
             state.ready = true;
@@ -240,7 +246,15 @@ impl Handler {
             object: from,
             request_id,
         };
-        load_publishing(&mut state.warehouse, object, &options, None, Some(&publish)).await
+        load_routed(
+            state.warehouse.as_mut(),
+            routed,
+            object,
+            &options,
+            None,
+            Some(&publish),
+        )
+        .await
     }
 
     fn is_own_output(&self, key: &str) -> bool {
@@ -465,159 +479,21 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
     Value::Object(values)
 }
 
-/// The warehouse of the configured dialect over [`connection_from`]; Redshift stages through `s3`.
-pub async fn warehouse_from(
-    config: &Config,
-    sdk: &SdkConfig,
-    s3: &aws_sdk_s3::Client,
-) -> Result<Warehouse, StartupError> {
-    let connection = connection_from(config, sdk).await?;
-    Ok(match &config.redshift {
-        None => Postgres::with_connection(connection).into(),
-        Some(r) => {
-            let settings = RedshiftSettings {
-                copy_role_arn: r.copy_role_arn.clone(),
-                staging_bucket: r.staging_bucket.clone(),
-                staging_prefix: config.staging_prefix.clone(),
-                parts: r.parts,
-                retry: RetryPolicy::default(),
-                work_dir: std::env::temp_dir().join("healthetl-parts"),
-            };
-            Redshift::new(connection, s3.clone(), settings).into()
-        }
-    })
-}
-
-/// The warehouse connection from the configuration: a URL, or settings plus the Secrets Manager password, or
-/// settings plus IAM temporary credentials (renewed by the connection before they expire).
-pub async fn connection_from(config: &Config, sdk: &SdkConfig) -> Result<Connection, StartupError> {
-    let connect = |pg| tls_connection(pg, &config.ssl_mode, config.ca_bundle.as_deref());
-    let default_port = match config.dialect {
-        Dialect::Postgres => 5432,
-        Dialect::Redshift => 5439,
-    };
-    let (host, port, dbname, user, auth) = match &config.database {
-        Database::Url(url) => {
-            // The URL's own sslmode/sslrootcert (libpq's) win over DB_SSLMODE/DB_CA_BUNDLE.
-            let url = DatabaseUrl::parse(url)?;
-            let pg = tokio_postgres::Config::from_str(&url.rest)
-                .map_err(|e| WarehouseError::Config(e.to_string()))?;
-            let mode = url.ssl_mode.unwrap_or_else(|| config.ssl_mode.clone());
-            let ca = url.root_cert.as_deref().or(config.ca_bundle.as_deref());
-            return Ok(tls_connection(pg, &mode, ca)?);
-        }
-        Database::Parts {
-            host,
-            port,
-            dbname,
-            user,
-            auth,
-        } => (host, port, dbname, user, auth),
-    };
-    let mut pg = tokio_postgres::Config::new();
-    let secret_arn = match auth {
-        Auth::Secret { arn } => arn,
-        Auth::IamCluster { cluster_id } => {
-            let (host, db) = iam_host_and_db(host, dbname)?;
-            let db_user = user.clone().ok_or(ConfigError::Missing {
-                name: "DB_USER",
-                because: "with REDSHIFT_AUTH=iam-cluster (the user to get credentials for)",
-            })?;
-            pg.host(host).port(port.unwrap_or(default_port)).dbname(db);
-            let source = ClusterCredentials {
-                client: aws_sdk_redshift::Client::new(sdk),
-                cluster_id: cluster_id.clone(),
-                db_user,
-                db_name: db.to_string(),
-            };
-            return Ok(connect(pg)?.with_credentials(std::sync::Arc::new(source)));
-        }
-        Auth::IamServerless { workgroup } => {
-            let (host, db) = iam_host_and_db(host, dbname)?;
-            pg.host(host).port(port.unwrap_or(default_port)).dbname(db);
-            let source = ServerlessCredentials {
-                client: aws_sdk_redshiftserverless::Client::new(sdk),
-                workgroup: workgroup.clone(),
-                db_name: db.to_string(),
-            };
-            return Ok(connect(pg)?.with_credentials(std::sync::Arc::new(source)));
-        }
-    };
-    let secret = read_secret(sdk, secret_arn).await?;
-    let host = host
-        .clone()
-        .or(secret.host)
-        .ok_or_else(|| missing(secret_arn, "host"))?;
-    let user = user
-        .clone()
-        .or(secret.username)
-        .ok_or_else(|| missing(secret_arn, "username"))?;
-    let port = port
-        .or_else(|| secret.port.as_ref().and_then(port_of))
-        .unwrap_or(default_port);
-    pg.host(&host)
-        .port(port)
-        .user(&user)
-        .password(secret.password);
-    if let Some(db) = dbname.clone().or(secret.dbname) {
-        pg.dbname(&db);
+/// Bring the warehouse to the declared schema when it is not there yet: one query on a warm, current warehouse;
+/// `init` (tables, migrations, reporting views) only when the version differs.
+pub async fn ensure_schema(warehouse: &mut dyn Loader) -> Result<(), WarehouseError> {
+    if warehouse.is_current().await? {
+        return Ok(());
     }
-    Ok(connect(pg)?)
-}
-
-fn iam_host_and_db<'a>(
-    host: &'a Option<String>,
-    dbname: &'a Option<String>,
-) -> Result<(&'a str, &'a str), ConfigError> {
-    let because = "with IAM authentication (no secret to read it from)";
-    let host = host.as_deref().ok_or(ConfigError::Missing {
-        name: "DB_HOST",
-        because,
-    })?;
-    let db = dbname.as_deref().ok_or(ConfigError::Missing {
-        name: "DB_NAME",
-        because,
-    })?;
-    Ok((host, db))
-}
-
-fn missing(arn: &str, field: &str) -> StartupError {
-    StartupError::Secret {
-        arn: arn.to_string(),
-        reason: format!("no {field} in the environment or the secret"),
-    }
-}
-
-fn port_of(v: &Value) -> Option<u16> {
-    match v {
-        Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-async fn read_secret(sdk: &SdkConfig, arn: &str) -> Result<DbSecret, StartupError> {
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| StartupError::Secret {
-            arn: arn.to_string(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-        })?;
-    let text = out.secret_string().ok_or_else(|| StartupError::Secret {
-        arn: arn.to_string(),
-        reason: "the secret has no string value".into(),
-    })?;
-    // The parser's message could quote part of the secret: report only that the shape is wrong.
-    serde_json::from_str(text).map_err(|_| StartupError::Secret {
-        arn: arn.to_string(),
-        reason:
-            "not the standard JSON {\"username\", \"password\", \"host\", \"port\", \"dbname\"}"
-                .into(),
-    })
+    let migrated = warehouse.init(&crate::reporting::view_statements()).await?;
+    tracing::info!(
+        dialect = warehouse.dialect(),
+        from_version = ?migrated.from_version,
+        to_version = migrated.to_version,
+        columns_added = ?migrated.columns_added,
+        "warehouse schema brought up to date"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -682,12 +558,5 @@ mod tests {
         for name in names {
             assert!(v.get(name).is_some(), "{name} has a value");
         }
-    }
-
-    #[test]
-    fn secret_ports_may_be_numbers_or_strings() {
-        assert_eq!(port_of(&json!(5439)), Some(5439));
-        assert_eq!(port_of(&json!("5432")), Some(5432));
-        assert_eq!(port_of(&json!("x")), None);
     }
 }

@@ -100,7 +100,9 @@ impl IngestSource {
 /// A Kaggle account's API token. `Debug` shows the username only.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct KaggleCredentials {
+    /// The Kaggle user name.
     pub username: String,
+    /// The API key (secret: never logged or shown).
     pub key: String,
 }
 
@@ -211,15 +213,18 @@ pub struct Uploaded {
     pub file: String,
     /// Its key in the bucket.
     pub key: String,
+    /// Its size in bytes.
     pub bytes: u64,
     /// The ETag S3 returned (quoted, as S3 sends it; multipart ETags end in `-<parts>`).
     pub etag: Option<String>,
+    /// Whether it went up as a multipart upload (it was at least the part size).
     pub multipart: bool,
 }
 
 /// What an ingest did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSummary {
+    /// The bucket uploaded to.
     pub bucket: String,
     /// In load order (the data dictionary, the dimensions, the fact table), by file name within each.
     pub uploaded: Vec<Uploaded>,
@@ -262,49 +267,100 @@ impl fmt::Display for IngestSummary {
 /// Why an ingest stopped. Messages name the file, bucket and key, or the dataset and HTTP status; never a key.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The part size asked for is below [`MIN_PART_SIZE`].
     #[error("part size {got} bytes is below S3's minimum part of 5 MiB ({MIN_PART_SIZE} bytes)")]
-    PartSizeTooSmall { got: u64 },
+    PartSizeTooSmall {
+        /// The part size asked for, in bytes.
+        got: u64,
+    },
+    /// The concurrency asked for is 0.
     #[error("concurrency must be at least 1")]
     NoConcurrency,
+    /// The bucket name is empty.
     #[error("no bucket given")]
     NoBucket,
+    /// A local file or folder could not be read or written (the source, the download or its extraction).
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// An S3 request for one file failed (a failed multipart upload is aborted).
     #[error("{file}: {step} for s3://{bucket}/{key} failed: {reason}")]
     Upload {
+        /// The file, relative to the folder (or the dataset) it came from.
         file: String,
+        /// The destination bucket.
         bucket: String,
+        /// The destination key.
         key: String,
+        /// What failed: the S3 operation (`PutObject`, `UploadPart`, …) or reading the file.
         step: &'static str,
+        /// The error S3 or the file system gave.
         reason: String,
     },
+    /// The dataset given is not `owner/name`.
     #[error(
         "'{0}' is not a Kaggle dataset: write it as owner/name, as in kaggle.com/datasets/owner/name"
     )]
     BadDataset(String),
+    /// Only one of `KAGGLE_USERNAME` and `KAGGLE_KEY` is set.
     #[error("{set} is set but {unset} is not: set both, or neither and use kaggle.json")]
     HalfSetCredentials {
+        /// The variable that is set.
         set: &'static str,
+        /// The variable that is not.
         unset: &'static str,
     },
+    /// Neither the variables nor any kaggle.json give Kaggle credentials.
     #[error(
         "no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or save the token from kaggle.com (Settings → API → \
          Create New Token) as one of: {looked}"
     )]
-    NoCredentials { looked: String },
+    NoCredentials {
+        /// The kaggle.json paths looked at, comma-separated.
+        looked: String,
+    },
+    /// A kaggle.json is not a JSON object with non-empty `username` and `key` (its content is never quoted).
     #[error("{path}: {reason}")]
-    CredentialsFile { path: PathBuf, reason: String },
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Kaggle answered the download with an HTTP error status.
     #[error("Kaggle dataset {dataset}: download failed with HTTP {status}{message}: {hint}")]
     KaggleStatus {
+        /// The dataset, `owner/name`.
         dataset: String,
+        /// The HTTP status.
         status: u16,
+        /// Kaggle's message, as ` (<message>)` with the key redacted, or empty.
         message: String,
+        /// What to do about it, for the status.
         hint: String,
     },
+    /// The download failed before or while the archive was received (the key redacted from the reason).
     #[error("Kaggle dataset {dataset}: download failed: {reason}")]
-    KaggleDownload { dataset: String, reason: String },
+    KaggleDownload {
+        /// The dataset, `owner/name`.
+        dataset: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The downloaded file is not a zip archive that can be extracted.
     #[error("Kaggle dataset {dataset}: the download is not a readable zip archive: {reason}")]
-    BadArchive { dataset: String, reason: String },
+    BadArchive {
+        /// The dataset, `owner/name`.
+        dataset: String,
+        /// The zip reader's error.
+        reason: String,
+    },
+    /// A background task (the download, an upload or a part upload: the first field) panicked or was cancelled;
+    /// the second field is its error.
     #[error("{0} stopped unexpectedly: {1}")]
     Task(&'static str, String),
 }
@@ -442,8 +498,7 @@ fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
         };
         let shown = shown.to_string_lossy().replace('\\', "/");
         let name = crate::route::file_name(&shown).to_string();
-        let lower = name.to_ascii_lowercase();
-        if !(lower.ends_with(".csv") || lower.ends_with(".csv.gz")) {
+        if !crate::route::is_csv_name(&name) {
             skipped.push((shown, "not a .csv or .csv.gz file".to_string()));
             continue;
         }
@@ -486,7 +541,7 @@ fn plan(root: &Path, prefix: &str) -> Result<Plan, IngestError> {
     planned.sort_by_key(|p| match p.kind {
         crate::schema::TableKind::Dictionary => 0,
         crate::schema::TableKind::Dimension => 1,
-        crate::schema::TableKind::Fact => 2,
+        crate::schema::TableKind::Fact | crate::schema::TableKind::Ledger => 2,
     });
     Ok(Plan {
         uploads: planned,
@@ -780,10 +835,9 @@ fn part_size_for(bytes: u64, part_size: u64) -> u64 {
 }
 
 fn content_type(key: &str) -> &'static str {
-    if key.to_ascii_lowercase().ends_with(".gz") {
-        "application/gzip"
-    } else {
-        "text/csv"
+    match crate::route::table_file_stem(key) {
+        Some((_, crate::route::Compression::Gzip)) => "application/gzip",
+        _ => "text/csv",
     }
 }
 

@@ -4,14 +4,22 @@
 //! decoded) → [`transform`] (validated and cast rows) → [`warehouse`] (staging, COPY, merge, ledger), wired for
 //! one object by [`pipeline`].
 
+#![deny(missing_docs)]
+
 pub mod aws;
+pub mod calendar;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+#[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod event;
+#[cfg(feature = "generate")]
 pub mod generate;
 pub mod handler;
+#[cfg(feature = "ingest")]
 pub mod ingest;
+pub mod lambda;
 pub mod pipeline;
 pub mod reporting;
 pub mod route;
@@ -19,4 +27,5 @@ pub mod schema;
 pub mod source;
 pub mod transform;
 pub mod warehouse;
+#[cfg(feature = "worker")]
 pub mod worker;

@@ -1,23 +1,34 @@
 //! The `healthetl` command line: create the warehouse, load files or directories, generate sample data.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "cli")]
 use clap::{Parser, Subcommand};
+#[cfg(feature = "cli")]
 use healthetl::cli;
+#[cfg(feature = "cli")]
+use std::io::IsTerminal;
+#[cfg(feature = "cli")]
+use std::path::PathBuf;
 
 /// Healthcare billing CSVs into a typed star schema (PostgreSQL locally, Redshift in production).
+#[cfg(feature = "cli")]
 #[derive(Parser)]
 #[command(name = "healthetl", version, about, long_about = None)]
 struct Args {
-    /// PostgreSQL connection URL, e.g. postgres://postgres@127.0.0.1:5432/healthetl
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// Warehouse connection URL with libpq's sslmode/sslrootcert, e.g.
+    /// postgres://postgres@127.0.0.1:5432/healthetl?sslmode=require (else DATABASE_URL, the PG* or DB_* variables)
+    #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Warehouse dialect: postgres or redshift (else WAREHOUSE_DIALECT; default postgres). Redshift loads stage
+    /// through S3 as the Lambda does (REDSHIFT_COPY_ROLE_ARN, STAGING_BUCKET).
+    #[arg(long, global = true, value_parser = ["postgres", "redshift"])]
+    dialect: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+#[cfg(feature = "cli")]
 #[derive(Subcommand)]
 enum Command {
     /// Create the schemas, tables, load ledger and reporting views (idempotent).
@@ -141,17 +152,33 @@ enum Command {
     },
 }
 
+/// The Lambda build (no default features): serve events, nothing else.
+#[cfg(not(feature = "cli"))]
+fn main() -> ExitCode {
+    if !healthetl::lambda::started_by_runtime() {
+        eprintln!(
+            "healthetl: this build only serves Lambda events (AWS_LAMBDA_RUNTIME_API unset); the command line is the \
+             default build (cargo build --release)"
+        );
+        return ExitCode::from(2);
+    }
+    healthetl::lambda::init_tracing();
+    match healthetl::lambda::runtime() {
+        Ok(runtime) => runtime.block_on(healthetl::lambda::serve()),
+        Err(e) => {
+            eprintln!("healthetl: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
 fn main() -> ExitCode {
     // Started by the Lambda runtime (bootstrap, no arguments): serve events instead of parsing a command line.
-    let lambda =
-        std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1;
+    let lambda = healthetl::lambda::started_by_runtime();
     let args = if lambda { None } else { Some(Args::parse()) };
-    cli::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    healthetl::lambda::init_tracing();
+    let runtime = match healthetl::lambda::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("healthetl: cannot start the runtime: {e}");
@@ -159,12 +186,12 @@ fn main() -> ExitCode {
         }
     };
     let Some(args) = args else {
-        return runtime.block_on(cli::lambda());
+        return runtime.block_on(healthetl::lambda::serve());
     };
-    let url = args.database_url;
+    let target = cli::Target::from_flags(args.database_url, args.dialect);
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Init => cli::init(url.as_deref()).await,
+            Command::Init => cli::init(&target).await,
             Command::Load {
                 paths,
                 force,
@@ -191,7 +218,7 @@ fn main() -> ExitCode {
                     quality: std::env::var("HEALTHETL_QUALITY").map_or(true, |v| v != "off"),
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
-                cli::load(url.as_deref(), &paths, &options, json, progress).await
+                cli::load(&target, &paths, &options, json, progress).await
             }
             Command::Generate {
                 rows,
@@ -210,7 +237,7 @@ fn main() -> ExitCode {
                     wait_seconds,
                     exit_when_idle: exit_when_idle.map(std::time::Duration::from_secs),
                 };
-                cli::worker(url, &options, json).await
+                cli::worker(&target, &options, json).await
             }
             Command::Ingest {
                 source,
@@ -229,7 +256,7 @@ fn main() -> ExitCode {
                 };
                 cli::ingest(&source, &kaggle_api, &options).await
             }
-            Command::Dashboard { port, bind } => cli::dashboard(url.as_deref(), bind, port).await,
+            Command::Dashboard { port, bind } => cli::dashboard(&target, bind, port).await,
             Command::Report {
                 out,
                 from,
@@ -250,7 +277,7 @@ fn main() -> ExitCode {
                         .iter()
                         .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
                 ) {
-                    Ok(filters) => cli::report(url.as_deref(), &out, &filters).await,
+                    Ok(filters) => cli::report(&target, &out, &filters).await,
                     Err(e) => Err(e.into()),
                 }
             }

@@ -6,33 +6,25 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
 
-use crate::route::{RoutedBy, file_name, is_csv_name, route, route_by_header};
+use crate::route::{Routed, RoutedBy, route_by_header};
 use crate::schema::Table;
 use crate::source::{
     ContentDigest, Counting, Limits, Object, ReadError as SourceError, Records, StreamLimits,
     TextEncoding, decompress_digested,
 };
 use crate::transform::{
-    Csv, HeaderError, HeaderMap, KeyOrder, Quality, Reject, RejectWriter, RowCaster, RowFormat,
-    Tally, TransformStats, end_csv_row, end_row, map_header,
+    Csv, HeaderError, HeaderMap, Quality, Reject, RejectWriter, RowCaster, RowFormat, Tally,
+    TransformStats, map_header,
 };
-use crate::warehouse::LoadOutcome;
-use crate::warehouse::postgres::{Committed, LedgerEntry};
-use crate::warehouse::redshift::LoadRequest;
-use crate::warehouse::redshift::staging::{PartFile, PartWriter, load_id};
-use crate::warehouse::{BeforeCommit, LedgerLimits};
-use crate::warehouse::{CopyChunk, Postgres, Redshift, Warehouse};
-use futures_util::future::BoxFuture;
-
-/// COPY data is sent in chunks of about this many bytes.
-const CHUNK: usize = 256 * 1024;
-/// Chunks buffered between the parsing thread and the database connection.
-const CHUNKS_IN_FLIGHT: usize = 4;
+use crate::warehouse::{
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, LoadOutcome, Loader, RowEncoding,
+    RowSink, SinkError, WarehouseError,
+};
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -82,17 +74,26 @@ pub enum Status {
 /// What happened to one object. Never contains row contents.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
+    /// The object's URI or path.
     pub source: String,
+    /// The table it loads into, once routed.
     pub table: Option<String>,
+    /// The outcome.
     pub status: Status,
+    /// Records the strict CSV reader found (header excluded).
     pub rows_read: u64,
+    /// Distinct keys of the object now in the table.
     pub rows_loaded: u64,
+    /// Rows rejected by validation (written to the rejects file).
     pub rows_rejected: u64,
+    /// Accepted rows replaced by a later row of the same key in the same object.
     pub rows_duplicate: u64,
+    /// Why it was refused or failed (file, line and column; never row contents).
     pub error: Option<String>,
     /// 1-based positions of header columns the table does not have (never their names: see
     /// [`crate::transform::describe_extra_columns`]).
     pub extra_columns: Vec<usize>,
+    /// The text encoding the object was decoded from.
     pub encoding: Option<TextEncoding>,
     /// How the table was chosen: by the file name, or by the header when the name named none.
     pub routed_by: Option<RoutedBy>,
@@ -100,9 +101,13 @@ pub struct LoadReport {
     pub content_sha256: Option<String>,
     /// Data-quality figures of fact loads: orphan rows per dimension key column, balance mismatches.
     pub quality: Option<Quality>,
+    /// Where the rejected rows were written, when there were any.
     pub rejects_file: Option<PathBuf>,
+    /// The first rejected rows (where and why, never their values).
     pub rejects: Vec<Reject>,
+    /// The ledger row of a committed load.
     pub load_id: Option<i64>,
+    /// Wall time of the object, in milliseconds.
     pub duration_ms: u64,
 }
 
@@ -191,10 +196,10 @@ pub trait Publish: Sync {
     fn publish<'a>(&'a self, report: &'a LoadReport) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// Load one object into the configured warehouse, whichever its dialect. Never panics on bad input; every
-/// outcome is a report.
-pub async fn load_into(
-    warehouse: &mut Warehouse,
+/// Load one object into `warehouse`, whichever its dialect: routed by its name (or, when the name decides
+/// nothing, by its header). Never panics on bad input; every outcome is a report.
+pub async fn load_object(
+    warehouse: &mut dyn Loader,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
@@ -202,19 +207,18 @@ pub async fn load_into(
     load_publishing(warehouse, object, options, on_bytes, None).await
 }
 
-/// [`load_into`], publishing the report and rejected rows of an object with rejected rows before it commits.
+/// [`load_object`], publishing the report and rejected rows of an object with rejected rows before it commits.
 pub async fn load_publishing(
-    warehouse: &mut Warehouse,
+    warehouse: &mut dyn Loader,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
     publish: Option<&dyn Publish>,
 ) -> LoadReport {
-    let target = match warehouse {
-        Warehouse::Postgres(pg) => Target::Postgres(pg),
-        Warehouse::Redshift(rs) => Target::Redshift(rs),
-    };
-    load_with(target, object, options, on_bytes, publish).await
+    match Routed::of(&object.name) {
+        Ok(routed) => load_routed(warehouse, routed, object, options, on_bytes, publish).await,
+        Err(e) => LoadReport::not_loaded(&object.uri, Status::Refused, e.to_string()),
+    }
 }
 
 /// Runs [`Publish`] with the load's final figures, when the object had rejected rows.
@@ -243,113 +247,56 @@ impl BeforeCommit for PublishBeforeCommit<'_> {
     }
 }
 
-/// Load one object into PostgreSQL. Never panics on bad input; every outcome is a report.
-pub async fn load_object(
-    warehouse: &mut Postgres,
-    object: Object,
-    options: &LoadOptions,
-    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
-) -> LoadReport {
-    load_with(Target::Postgres(warehouse), object, options, on_bytes, None).await
-}
-
-/// Load one object into Redshift. Never panics on bad input; every outcome is a report.
-pub async fn load_object_redshift(
-    warehouse: &mut Redshift,
-    object: Object,
-    options: &LoadOptions,
-    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
-) -> LoadReport {
-    load_with(Target::Redshift(warehouse), object, options, on_bytes, None).await
-}
-
-enum Target<'a> {
-    Postgres(&'a mut Postgres),
-    Redshift(&'a mut Redshift),
-}
-
-async fn load_with(
-    target: Target<'_>,
+/// The one load path, for an object routed once by its caller: read the header on a blocking thread (it decides
+/// the table when the name did not), begin the load in the warehouse, hand the parsing thread the warehouse's row
+/// sink, let the warehouse take the rows while they are cast, then commit — unless too many rows were rejected.
+pub async fn load_routed(
+    warehouse: &mut dyn Loader,
+    routed: Routed,
     object: Object,
     options: &LoadOptions,
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
     publish: Option<&dyn Publish>,
 ) -> LoadReport {
     let started = Instant::now();
-    let report = LoadReport::new(&object.uri);
-    let limits = match target {
-        Target::Postgres(_) => LedgerLimits::POSTGRES,
-        Target::Redshift(_) => LedgerLimits::REDSHIFT,
+    let Object {
+        name,
+        uri,
+        identity,
+        content_sha256,
+        reader,
+        size,
+    } = object;
+    let mut report = LoadReport {
+        table: routed.table.map(|t| t.name.clone()),
+        routed_by: routed.table.map(|_| RoutedBy::Name),
+        ..LoadReport::new(&uri)
     };
-    if let Some(reason) = limits.check(&object.uri, &object.identity) {
-        let shown = display_name(&object.name);
+    let shown = routed.display_name;
+    if let Some(reason) = warehouse.ledger_limits().check(&uri, &identity) {
         return report.end(Status::Refused, Some(format!("{shown}: {reason}")), started);
     }
-    // By name; when the name decides nothing, by the header (read before anything runs in the warehouse).
-    let table = match route(&object.name) {
-        Ok(t) => Some(t),
-        Err(_) if is_csv_name(&object.name) => None,
-        Err(e) => return report.end(Status::Refused, Some(e.to_string()), started),
-    };
-    let report = LoadReport {
-        table: table.map(|t| t.name.clone()),
-        routed_by: table.map(|_| RoutedBy::Name),
-        ..report
-    };
-    let report = match target {
-        Target::Postgres(pg) => {
-            load_routed(pg, table, object, options, on_bytes, report, publish).await
-        }
-        Target::Redshift(rs) => {
-            load_routed_redshift(rs, table, object, options, on_bytes, report, publish).await
-        }
-    };
-    let report = LoadReport {
-        duration_ms: started.elapsed().as_millis() as u64,
-        ..report
-    };
-    tracing::debug!(
-        source = %report.source,
-        table = report.table.as_deref().unwrap_or(""),
-        status = ?report.status,
-        rows_loaded = report.rows_loaded,
-        rows_rejected = report.rows_rejected,
-        duration_ms = report.duration_ms,
-        "object processed"
-    );
-    report
-}
-
-async fn load_routed(
-    warehouse: &mut Postgres,
-    table: Option<&'static Table>,
-    object: Object,
-    options: &LoadOptions,
-    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
-    mut report: LoadReport,
-    publish: Option<&dyn Publish>,
-) -> LoadReport {
-    let started = Instant::now();
-    let display_name = display_name(&object.name);
     let rejects_path = options
         .rejects_dir
-        .join(rejects_file_name(&display_name, &object.identity));
+        .join(rejects_file_name(&shown, &identity));
     let (header_tx, header_rx) = oneshot::channel();
-    let (mode_tx, mode_rx) = oneshot::channel();
-    let (chunk_tx, chunk_rx) = mpsc::channel::<CopyChunk>(CHUNKS_IN_FLIGHT);
+    let (sink_tx, sink_rx) = oneshot::channel::<Box<dyn RowSink>>();
     let reader: Box<dyn io::Read + Send> = match on_bytes {
-        Some(f) => Box::new(Counting::new(object.reader, f)),
-        None => object.reader,
+        Some(f) => Box::new(Counting::new(reader, f)),
+        None => reader,
     };
-    let name = object.name.clone();
-    let read_options = ReadOptions::new(options, object.size);
+    let read_options = ReadOptions::new(options, size);
+    let table = routed.table;
+    let parse_name = name.clone();
     let worker = tokio::task::spawn_blocking(move || {
-        let channels = Channels {
-            header: header_tx,
-            mode: mode_rx,
-            chunks: chunk_tx,
-        };
-        read_object(reader, &name, table, channels, &rejects_path, &read_options)
+        read_object(
+            reader,
+            &parse_name,
+            table,
+            (header_tx, sink_rx),
+            &rejects_path,
+            &read_options,
+        )
     });
 
     let header = match header_rx.await {
@@ -357,39 +304,44 @@ async fn load_routed(
         Err(_) => return finish_worker_error(worker, report, started).await,
     };
     report.extra_columns = header.extra_columns;
-    let table = header.table;
-    report.table = Some(table.name.clone());
+    report.table = Some(header.table.name.clone());
     report.routed_by = Some(header.routed_by);
-
-    let mut load = match warehouse
-        .begin_load(
-            table,
-            &object.identity,
-            object.content_sha256.as_deref(),
-            options.force,
-        )
-        .await
-    {
+    let begin = BeginLoad {
+        table: header.table,
+        source: &uri,
+        identity: &identity,
+        content_sha256: content_sha256.as_deref(),
+        force: options.force,
+    };
+    let mut load = match warehouse.begin(begin).await {
         Ok(Some(load)) => load,
         Ok(None) => {
-            drop((mode_tx, chunk_rx));
+            drop(sink_tx);
             let _ = worker.await;
             return report.end(Status::Skipped, None, started);
         }
         Err(e) => {
-            drop((mode_tx, chunk_rx));
+            drop(sink_tx);
             let _ = worker.await;
             return report.end(Status::Failed, Some(e.to_string()), started);
         }
     };
-    if mode_tx.send(load.append_above).is_err() {
+    let sink = match load.sink() {
+        Ok(sink) => sink,
+        Err(e) => {
+            drop(sink_tx);
+            let _ = worker.await;
+            return report.end(Status::Failed, Some(e.to_string()), started);
+        }
+    };
+    if sink_tx.send(sink).is_err() {
         return finish_worker_error(worker, report, started).await;
     }
-    let copied = load.copy(chunk_rx).await;
+    let received = load.receive().await;
     let outcome = match worker.await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(ReadError::Cancelled)) => {
-            let e = copied.err().map(|e| e.to_string());
+            let e = received.err().map(|e| e.to_string());
             return report.end(Status::Failed, e, started);
         }
         Ok(Err(e)) => return read_error_report(report, e, started),
@@ -404,39 +356,52 @@ async fn load_routed(
     report.with_stats(&outcome.stats);
     report.encoding = Some(outcome.encoding);
     report.rejects_file = outcome.rejects_file;
-    report.content_sha256 = outcome.content_sha256.or(object.content_sha256);
-    if let Err(e) = copied {
+    report.content_sha256 = outcome.content_sha256.or(content_sha256.clone());
+    if let Err(e) = received {
         return report.end(Status::Failed, Some(e.to_string()), started);
     }
     let stats = &outcome.stats;
-    if let Some(msg) = over_threshold(&display_name, stats, options.reject_threshold) {
+    if let Some(msg) = over_threshold(&shown, stats, options.reject_threshold) {
         return report.end(Status::Refused, Some(msg), started);
     }
-    let encoding = outcome.encoding.label();
-    let entry = LedgerEntry {
-        source: &report.source,
-        identity: &object.identity,
-        rows_read: stats.rows_read,
-        rows_rejected: stats.rows_rejected,
-        forced: options.force,
-        encoding,
-        routed_by: header.routed_by.label(),
-        content_sha256: report.content_sha256.as_deref(),
-        tally: &outcome.tally,
-    };
     let snapshot = report.clone();
     let before = PublishBeforeCommit {
         publish,
         report: &snapshot,
     };
-    let outcome = load.commit(!stats.keys_increasing, entry, &before).await;
-    loaded_report(report, outcome, started)
+    let commit = Commit {
+        dedupe: !stats.keys_increasing,
+        entry: LedgerEntry {
+            source: &uri,
+            identity: &identity,
+            rows_read: stats.rows_read,
+            rows_rejected: stats.rows_rejected,
+            forced: options.force,
+            encoding: outcome.encoding.label(),
+            routed_by: header.routed_by.label(),
+            content_sha256: snapshot.content_sha256.as_deref(),
+            tally: &outcome.tally,
+        },
+        before_commit: &before,
+    };
+    let committed = load.commit(commit).await;
+    let report = loaded_report(report, committed, started);
+    tracing::debug!(
+        source = %report.source,
+        table = report.table.as_deref().unwrap_or(""),
+        status = ?report.status,
+        rows_loaded = report.rows_loaded,
+        rows_rejected = report.rows_rejected,
+        duration_ms = report.duration_ms,
+        "object processed"
+    );
+    report
 }
 
 /// The report of a load that reached the warehouse's commit.
 fn loaded_report(
     mut report: LoadReport,
-    outcome: Result<LoadOutcome, crate::warehouse::postgres::WarehouseError>,
+    outcome: Result<LoadOutcome, WarehouseError>,
     started: Instant,
 ) -> LoadReport {
     match outcome {
@@ -484,147 +449,6 @@ fn over_threshold(display_name: &str, stats: &TransformStats, threshold: f64) ->
     ))
 }
 
-/// Redshift: check the ledger, cast the whole object into gzip CSV part files on a blocking thread, then hand
-/// them to the loader (staging in S3, COPY, merge, ledger, commit, cleanup).
-async fn load_routed_redshift(
-    warehouse: &mut Redshift,
-    table: Option<&'static Table>,
-    object: Object,
-    options: &LoadOptions,
-    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
-    mut report: LoadReport,
-    publish: Option<&dyn Publish>,
-) -> LoadReport {
-    let started = Instant::now();
-    let started_at = SystemTime::now();
-    let Object {
-        name,
-        uri,
-        identity,
-        content_sha256,
-        reader,
-        size,
-    } = object;
-    // A cheap check before parsing, when the name routes; the load's transaction checks again either way.
-    if let Some(table) = table
-        && !options.force
-        && warehouse
-            .already_loaded(table, &identity, content_sha256.as_deref())
-            .await
-    {
-        return report.end(Status::Skipped, None, started);
-    }
-    let wanted = warehouse.parts_wanted().await;
-    let load_id = load_id(
-        table.map_or("by-header", |t| t.name.as_str()),
-        &identity,
-        started_at,
-    );
-    let part_dir = warehouse.settings().work_dir.join(&load_id);
-    let display_name = display_name(&name);
-    let rejects_path = options
-        .rejects_dir
-        .join(rejects_file_name(&display_name, &identity));
-    let reader: Box<dyn io::Read + Send> = match on_bytes {
-        Some(f) => Box::new(Counting::new(reader, f)),
-        None => reader,
-    };
-    let dir = part_dir.clone();
-    let read_options = ReadOptions::new(options, size);
-    let staged = tokio::task::spawn_blocking(move || {
-        stage_object(
-            reader,
-            &name,
-            table,
-            &dir,
-            wanted,
-            &rejects_path,
-            &read_options,
-        )
-    })
-    .await;
-    let report = match staged {
-        Ok(Ok(outcome)) => {
-            report.extra_columns = outcome.extra_columns.clone();
-            report.table = Some(outcome.table.name.clone());
-            report.routed_by = Some(outcome.routed_by);
-            report.with_stats(&outcome.stats);
-            report.encoding = Some(outcome.encoding);
-            report.rejects_file = outcome.rejects_file.clone();
-            report.content_sha256 = outcome.content_sha256.clone().or(content_sha256);
-            let staged = Staged {
-                load_id: &load_id,
-                display_name: &display_name,
-                uri: &uri,
-                identity: &identity,
-                outcome,
-                started_at,
-            };
-            load_staged(warehouse, options, staged, report, publish).await
-        }
-        Ok(Err(e)) => read_error_report(report, e, started),
-        Err(e) => report.end(
-            Status::Failed,
-            Some(format!("internal error: {e}")),
-            started,
-        ),
-    };
-    let _ = fs::remove_dir_all(&part_dir);
-    report
-}
-
-/// An object cast into part files, ready to load.
-struct Staged<'a> {
-    load_id: &'a str,
-    display_name: &'a str,
-    uri: &'a str,
-    identity: &'a str,
-    outcome: StageOutcome,
-    started_at: SystemTime,
-}
-
-async fn load_staged(
-    warehouse: &mut Redshift,
-    options: &LoadOptions,
-    staged: Staged<'_>,
-    report: LoadReport,
-    publish: Option<&dyn Publish>,
-) -> LoadReport {
-    let started = Instant::now();
-    let outcome = &staged.outcome;
-    let stats = &outcome.stats;
-    if let Some(msg) = over_threshold(staged.display_name, stats, options.reject_threshold) {
-        return report.end(Status::Refused, Some(msg), started);
-    }
-    let source = report.source.clone();
-    let snapshot = report.clone();
-    let before = PublishBeforeCommit {
-        publish,
-        report: &snapshot,
-    };
-    let request = LoadRequest {
-        load_id: staged.load_id,
-        uri: staged.uri,
-        parts: &outcome.parts,
-        dedupe: !stats.keys_increasing,
-        entry: LedgerEntry {
-            source: &source,
-            identity: staged.identity,
-            rows_read: stats.rows_read,
-            rows_rejected: stats.rows_rejected,
-            forced: options.force,
-            encoding: outcome.encoding.label(),
-            routed_by: outcome.routed_by.label(),
-            content_sha256: snapshot.content_sha256.as_deref(),
-            tally: &outcome.tally,
-        },
-        started: staged.started_at,
-        before_commit: &before,
-    };
-    let loaded = warehouse.load(outcome.table, &request).await;
-    loaded_report(report, loaded, started)
-}
-
 async fn finish_worker_error(
     worker: tokio::task::JoinHandle<Result<ReadOutcome, ReadError>>,
     report: LoadReport,
@@ -656,14 +480,7 @@ fn read_error_report(report: LoadReport, e: ReadError, started: Instant) -> Load
 /// The rejects file of an object: its name without extension, a short identity, `.rejects.csv`. It routes back to
 /// the same table, so fixed rows can be dropped back in.
 pub fn rejects_file_name(name: &str, identity: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let stem_len = if lower.ends_with(".csv.gz") {
-        name.len() - 7
-    } else if lower.ends_with(".csv") {
-        name.len() - 4
-    } else {
-        name.len()
-    };
+    let stem = crate::route::table_file_stem(name).map_or(name, |(stem, _)| stem);
     let short: String = identity
         .rsplit(':')
         .next()
@@ -673,7 +490,7 @@ pub fn rejects_file_name(name: &str, identity: &str) -> String {
         .take(12)
         .collect();
     // File names are limited to 255 bytes; S3 keys are not.
-    let mut stem = &name[..stem_len];
+    let mut stem = stem;
     if stem.len() > 120 {
         let mut cut = 120;
         while !stem.is_char_boundary(cut) {
@@ -684,82 +501,12 @@ pub fn rejects_file_name(name: &str, identity: &str) -> String {
     format!("{stem}.{short}.rejects.csv")
 }
 
-/// The parsing side's connections to the loader.
-struct Channels {
-    /// The header verdict, sent once the header is read.
-    header: oneshot::Sender<HeaderInfo>,
-    /// The loader's answer: the key above which rows may be appended directly, if any.
-    mode: oneshot::Receiver<Option<i64>>,
-    /// COPY text, in chunks.
-    chunks: mpsc::Sender<CopyChunk>,
-}
-
-/// Accumulates COPY text and hands it to the loader in chunks: appended rows while the keys keep rising above the
-/// table's largest key, staged rows from the first key that does not.
-struct ChunkWriter {
-    buf: Vec<u8>,
-    chunks: mpsc::Sender<CopyChunk>,
-    appending: bool,
-    last_appended: i64,
-    last_staged: Option<i64>,
-}
-
-impl ChunkWriter {
-    /// Finish the row that starts at `row_start` in the buffer; its key decides where it goes.
-    fn end_row(
-        &mut self,
-        row_start: usize,
-        key: i64,
-        line: u64,
-        stats: &mut TransformStats,
-    ) -> Result<(), ReadError> {
-        if self.appending {
-            if key > self.last_appended {
-                self.last_appended = key;
-                end_row(&mut self.buf, None);
-                return Ok(());
-            }
-            // Keys stopped rising: what came before is appended, this row and the rest are staged and merged,
-            // so a later duplicate still replaces an earlier row.
-            let row = self.buf.split_off(row_start);
-            self.flush()?;
-            self.buf = row;
-            self.appending = false;
-            stats.keys_increasing = false;
-        } else if self.last_staged.is_some_and(|last| key <= last) {
-            stats.keys_increasing = false;
-        }
-        self.last_staged = Some(key);
-        end_row(&mut self.buf, Some(line));
-        Ok(())
-    }
-
-    fn flush_if_full(&mut self) -> Result<(), ReadError> {
-        if self.buf.len() >= CHUNK {
-            self.flush()
-        } else {
-            Ok(())
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), ReadError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let bytes = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(CHUNK + 4096),
-        ));
-        let chunk = if self.appending {
-            CopyChunk::Append(bytes)
-        } else {
-            CopyChunk::Stage(bytes)
-        };
-        self.chunks
-            .blocking_send(chunk)
-            .map_err(|_| ReadError::Cancelled)
-    }
-}
+/// The parsing side's connections to the loader: the header verdict goes out once the header is read; the
+/// warehouse's row sink comes back once the load has begun (or never, when it is skipped or fails).
+type Channels = (
+    oneshot::Sender<HeaderInfo>,
+    oneshot::Receiver<Box<dyn RowSink>>,
+);
 
 /// What the parsing side needs to know of the load options and the object.
 struct ReadOptions {
@@ -789,12 +536,13 @@ impl ReadOptions {
     }
 }
 
-/// The parsing side: runs on a blocking thread, sends the header verdict, then COPY chunks.
+/// The parsing side: runs on a blocking thread, sends the header verdict, then casts every record into the
+/// warehouse's sink in the encoding it asks for.
 fn read_object(
     reader: Box<dyn io::Read + Send>,
     name: &str,
     table: Option<&'static Table>,
-    channels: Channels,
+    (header, sink): Channels,
     rejects_path: &Path,
     options: &ReadOptions,
 ) -> Result<ReadOutcome, ReadError> {
@@ -806,31 +554,23 @@ fn read_object(
         routed_by,
         extra_columns: map.extra_columns.clone(),
     };
-    if channels.header.send(info).is_err() {
+    if header.send(info).is_err() {
         return Err(ReadError::Cancelled);
     }
-    let append_above = channels
-        .mode
-        .blocking_recv()
-        .map_err(|_| ReadError::Cancelled)?;
-    let mut out = ChunkWriter {
-        buf: Vec::with_capacity(CHUNK + 4096),
-        chunks: channels.chunks,
-        appending: append_above.is_some(),
-        last_appended: append_above.unwrap_or(i64::MAX),
-        last_staged: None,
-    };
-    let caster = RowCaster::new(table, &map);
-    let mut tally = options.tally(table, true);
-    let (stats, rejects_file) = cast_records(
-        &mut records,
-        &caster,
-        &map,
+    let mut sink = sink.blocking_recv().map_err(|_| ReadError::Cancelled)?;
+    let mut tally = options.tally(table, sink.tallies_keys());
+    let mut cast = Cast {
+        records: &mut records,
+        map: &map,
         shown,
-        &mut out,
+        sink: sink.as_mut(),
         rejects_path,
-        &mut tally,
-    )?;
+        tally: &mut tally,
+    };
+    let (stats, rejects_file) = match cast.sink.encoding() {
+        RowEncoding::CopyText => cast.run(&RowCaster::new(table, &map))?,
+        RowEncoding::Csv => cast.run(&RowCaster::<Csv>::with_format(table, &map))?,
+    };
     Ok(ReadOutcome {
         stats,
         encoding: records.encoding(),
@@ -897,52 +637,59 @@ fn source_error(shown: &str, e: SourceError) -> ReadError {
 
 /// An object's file name as messages show it: control characters escaped (no terminal or log injection).
 pub fn display_name(name: &str) -> String {
-    crate::route::escape_text(file_name(name))
-}
-
-/// Where accepted rows go: a buffer the caster writes each row into, told where every row ends.
-trait RowSink {
-    fn buffer(&mut self) -> &mut Vec<u8>;
-    /// The row that starts at `row_start` in the buffer is complete (without its line end).
-    fn end_row(
-        &mut self,
-        row_start: usize,
-        key: KeyOrder,
-        line: u64,
-        stats: &mut TransformStats,
-    ) -> Result<(), ReadError>;
-    /// Every row has been written.
-    fn finish(&mut self) -> Result<(), ReadError>;
-}
-
-impl RowSink for ChunkWriter {
-    fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-
-    fn end_row(
-        &mut self,
-        row_start: usize,
-        key: KeyOrder,
-        line: u64,
-        stats: &mut TransformStats,
-    ) -> Result<(), ReadError> {
-        ChunkWriter::end_row(self, row_start, key, line, stats)?;
-        self.flush_if_full()
-    }
-
-    fn finish(&mut self) -> Result<(), ReadError> {
-        self.flush()
-    }
+    crate::route::escape_text(crate::route::file_name(name))
 }
 
 /// Cast every remaining record into `sink`; rejected rows go to the rejects file (created at the first one).
-fn cast_records<F: RowFormat, S: RowSink>(
+/// One object's casting: its records, header map and name, the sink, where rejected rows go, the tally.
+struct Cast<'c> {
+    records: &'c mut ObjectRecords,
+    map: &'c HeaderMap,
+    shown: &'c str,
+    sink: &'c mut dyn RowSink,
+    rejects_path: &'c Path,
+    tally: &'c mut Tally,
+}
+
+impl Cast<'_> {
+    /// Cast every remaining record into the sink with `caster`.
+    fn run<F: RowFormat>(
+        &mut self,
+        caster: &RowCaster<'_, F>,
+    ) -> Result<(TransformStats, Option<PathBuf>), ReadError> {
+        let Cast {
+            records,
+            map,
+            shown,
+            sink,
+            rejects_path,
+            tally,
+        } = self;
+        cast_records(
+            records,
+            caster,
+            map,
+            shown,
+            &mut **sink,
+            rejects_path,
+            tally,
+        )
+    }
+}
+
+fn sink_error(e: SinkError) -> ReadError {
+    match e {
+        SinkError::Closed => ReadError::Cancelled,
+        SinkError::Io(m) => ReadError::Failed(m),
+    }
+}
+
+fn cast_records<F: RowFormat>(
     records: &mut ObjectRecords,
     caster: &RowCaster<'_, F>,
     map: &HeaderMap,
     shown: &str,
-    sink: &mut S,
+    sink: &mut dyn RowSink,
     rejects_path: &Path,
     tally: &mut Tally,
 ) -> Result<(TransformStats, Option<PathBuf>), ReadError> {
@@ -959,7 +706,8 @@ fn cast_records<F: RowFormat, S: RowSink>(
             match caster.write_row_tallied(&record, buf, counted) {
                 Ok(key) => {
                     stats.rows_accepted += 1;
-                    sink.end_row(row_start, key, record.line, &mut stats)?;
+                    sink.end_row(row_start, key, record.line, &mut stats)
+                        .map_err(sink_error)?;
                 }
                 Err(reject) => {
                     stats.record_reject(&reject);
@@ -977,7 +725,7 @@ fn cast_records<F: RowFormat, S: RowSink>(
                 }
             }
         }
-        sink.finish()
+        sink.finish().map_err(sink_error)
     })();
     if let Err(e) = result {
         drop(rejects);
@@ -995,99 +743,6 @@ fn cast_records<F: RowFormat, S: RowSink>(
         None => None,
     };
     Ok((stats, rejects_file))
-}
-
-/// Accepted rows as CSV into part files, noting whether keys stay strictly increasing (then the merge needs no
-/// de-duplication).
-struct PartSink {
-    parts: PartWriter,
-    last_key: Option<KeyOrder>,
-}
-
-impl RowSink for PartSink {
-    fn buffer(&mut self) -> &mut Vec<u8> {
-        self.parts.buffer()
-    }
-
-    fn end_row(
-        &mut self,
-        _row_start: usize,
-        key: KeyOrder,
-        line: u64,
-        stats: &mut TransformStats,
-    ) -> Result<(), ReadError> {
-        if self.last_key.is_some_and(|last| key <= last) {
-            stats.keys_increasing = false;
-        }
-        self.last_key = Some(key);
-        end_csv_row(self.parts.buffer(), line);
-        self.parts.end_row().map_err(part_error)
-    }
-
-    fn finish(&mut self) -> Result<(), ReadError> {
-        Ok(())
-    }
-}
-
-fn part_error(e: io::Error) -> ReadError {
-    ReadError::Failed(format!("cannot write staged parts: {e}"))
-}
-
-/// What the Redshift parsing side finished with.
-struct StageOutcome {
-    table: &'static Table,
-    routed_by: RoutedBy,
-    stats: TransformStats,
-    encoding: TextEncoding,
-    extra_columns: Vec<usize>,
-    rejects_file: Option<PathBuf>,
-    parts: Vec<PartFile>,
-    tally: Tally,
-    content_sha256: Option<String>,
-}
-
-/// The Redshift parsing side: runs on a blocking thread, casts the whole object into up to `wanted` gzip CSV
-/// part files in `dir`.
-fn stage_object(
-    reader: Box<dyn io::Read + Send>,
-    name: &str,
-    table: Option<&'static Table>,
-    dir: &Path,
-    wanted: usize,
-    rejects_path: &Path,
-    options: &ReadOptions,
-) -> Result<StageOutcome, ReadError> {
-    let shown = display_name(name);
-    let shown = shown.as_str();
-    let (mut records, map, table, routed_by, digest) = open_records(reader, name, table, options)?;
-    let mut sink = PartSink {
-        parts: PartWriter::new(dir, wanted).map_err(part_error)?,
-        last_key: None,
-    };
-    let caster = RowCaster::<Csv>::with_format(table, &map);
-    // Redshift counts orphans from the staged rows itself; the tally keeps the balance figure.
-    let mut tally = options.tally(table, false);
-    let (stats, rejects_file) = cast_records(
-        &mut records,
-        &caster,
-        &map,
-        shown,
-        &mut sink,
-        rejects_path,
-        &mut tally,
-    )?;
-    let parts = sink.parts.finish().map_err(part_error)?;
-    Ok(StageOutcome {
-        table,
-        routed_by,
-        stats,
-        encoding: records.encoding(),
-        extra_columns: map.extra_columns,
-        rejects_file,
-        parts,
-        tally,
-        content_sha256: digest.get(),
-    })
 }
 
 fn open_rejects(

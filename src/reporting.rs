@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use crate::schema::{DATA_SCHEMA, SCHEMA, TableKind, orphan_condition, quote_ident};
+use crate::schema::{Column, DATA_SCHEMA, SCHEMA, Table, TableKind, orphan_condition, quote_ident};
 
 /// Warehouse schema holding the reporting views.
 pub const REPORTING_SCHEMA: &str = "reporting";
@@ -23,11 +23,17 @@ pub const UNKNOWN: &str = "unknown";
 /// A dimension joined to the fact table: alias, table, and the key column (same name on both sides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dim {
+    /// `dim_patient`, joined on `dim_patient_pk` (alias `pat`).
     Patient,
+    /// `dim_physician`, joined on `dim_physician_pk` (alias `phy`).
     Physician,
+    /// `dim_payer`, joined on `dim_payer_pk` (alias `pay`).
     Payer,
+    /// `dim_location`, joined on `dim_location_pk` (alias `loc`).
     Location,
+    /// `dim_cpt_code`, joined on `dim_cpt_code_pk` (alias `cpt`).
     Cpt,
+    /// `dim_diagnosis_code`, joined on `dim_diagnosis_code_pk` (alias `dx`).
     Diagnosis,
 }
 
@@ -52,19 +58,9 @@ impl Dim {
         }
     }
 
-    fn table(self) -> &'static str {
-        match self {
-            Dim::Patient => "dim_patient",
-            Dim::Physician => "dim_physician",
-            Dim::Payer => "dim_payer",
-            Dim::Location => "dim_location",
-            Dim::Cpt => "dim_cpt_code",
-            Dim::Diagnosis => "dim_diagnosis_code",
-        }
-    }
-
-    /// The key column: the dimension's primary key, and the fact column of the same name.
-    fn key(self) -> &'static str {
+    /// The fact column the dimension is joined through. The dimension table and its key are not restated here:
+    /// they come from the column's declared foreign key (`key_of` in [`crate::schema`]).
+    fn fact_column(self) -> &'static str {
         match self {
             Dim::Patient => "dim_patient_pk",
             Dim::Physician => "dim_physician_pk",
@@ -75,14 +71,33 @@ impl Dim {
         }
     }
 
+    /// The dimension table and the fact column, from the declaration: the fact column's declared reference.
+    fn declared(self) -> Option<(&'static Table, &'static Column)> {
+        let fact = SCHEMA.tables.iter().find(|t| t.kind == TableKind::Fact)?;
+        SCHEMA
+            .dimension_keys(fact)
+            .find(|(_, column, _)| column.name == self.fact_column())
+            .map(|(_, column, dim)| (dim, column))
+    }
+
     fn join_sql(self) -> String {
-        format!(
-            "LEFT JOIN {}.{} AS {a} ON {a}.{k} = f.{k}",
-            quote_ident(DATA_SCHEMA),
-            quote_ident(self.table()),
-            a = self.alias(),
-            k = quote_ident(self.key()),
-        )
+        match self.declared() {
+            Some((dim, column)) => format!(
+                "LEFT JOIN {} AS {a} ON {a}.{dk} = f.{fk}",
+                dim.qualified(),
+                a = self.alias(),
+                dk = quote_ident(&dim.primary_key().name),
+                fk = quote_ident(&column.name),
+            ),
+            // Unreachable while the declaration holds (a unit test checks every join); a view that would join an
+            // undeclared key fails at `init` with the warehouse's error instead of a panic.
+            None => format!(
+                "LEFT JOIN {}.{} AS {a} ON FALSE",
+                quote_ident(DATA_SCHEMA),
+                quote_ident(self.fact_column()),
+                a = self.alias()
+            ),
+        }
     }
 }
 
@@ -90,20 +105,26 @@ impl Dim {
 /// meaning.
 #[derive(Debug)]
 pub struct Attribute {
+    /// The column's name in the views.
     pub name: &'static str,
     sql: &'static str,
     uses: Option<Dim>,
+    /// Its SQL type, e.g. `VARCHAR`.
     pub ty: &'static str,
+    /// What it means, for the view docs.
     pub doc: &'static str,
 }
 
 /// An aggregate column of a view.
 #[derive(Debug)]
 pub struct Measure {
+    /// The column's name in the views.
     pub name: &'static str,
     sql: &'static str,
     uses: Option<Dim>,
+    /// Its SQL type, e.g. `NUMERIC`.
     pub ty: &'static str,
+    /// What it means, for the view docs.
     pub doc: &'static str,
 }
 
@@ -138,6 +159,7 @@ const fn measure(
     }
 }
 
+/// Grouping column `post_date`: the day the lines were posted.
 pub const POST_DATE: Attribute = attr(
     "post_date",
     "f.dim_date_post_pk",
@@ -145,6 +167,7 @@ pub const POST_DATE: Attribute = attr(
     "DATE",
     "Day the lines were posted (NULL when the fact has no post date)",
 );
+/// Grouping column `service_date`: the day the service was rendered.
 pub const SERVICE_DATE: Attribute = attr(
     "service_date",
     "f.dim_date_service_pk",
@@ -152,6 +175,7 @@ pub const SERVICE_DATE: Attribute = attr(
     "DATE",
     "Day the service was rendered (NULL when the fact has none)",
 );
+/// Grouping column `post_month`: the first day of the month of post date.
 pub const POST_MONTH: Attribute = attr(
     "post_month",
     "CAST(DATE_TRUNC('month', f.dim_date_post_pk) AS DATE)",
@@ -159,6 +183,7 @@ pub const POST_MONTH: Attribute = attr(
     "DATE",
     "First day of the month the lines were posted",
 );
+/// Grouping column `service_month`: the first day of the month of service date.
 pub const SERVICE_MONTH: Attribute = attr(
     "service_month",
     "CAST(DATE_TRUNC('month', f.dim_date_service_pk) AS DATE)",
@@ -166,6 +191,7 @@ pub const SERVICE_MONTH: Attribute = attr(
     "DATE",
     "First day of the month the service was rendered",
 );
+/// Grouping column `payer_id`: the payer's key, NULL when the payer is missing from `dim_payer`.
 pub const PAYER_ID: Attribute = attr(
     "payer_id",
     "pay.dim_payer_pk",
@@ -173,6 +199,7 @@ pub const PAYER_ID: Attribute = attr(
     "BIGINT",
     "Payer key (`dim_payer_pk`); NULL when the fact's payer is not in `dim_payer`",
 );
+/// Grouping column `payer_name`, [`UNKNOWN`] when the payer is missing.
 pub const PAYER_NAME: Attribute = attr(
     "payer_name",
     "COALESCE(pay.payer_name, 'unknown')",
@@ -180,6 +207,7 @@ pub const PAYER_NAME: Attribute = attr(
     "VARCHAR",
     "Payer name, `unknown` when the payer is missing",
 );
+/// Grouping column `location_id`: the location's key, NULL when it is missing from `dim_location`.
 pub const LOCATION_ID: Attribute = attr(
     "location_id",
     "loc.dim_location_pk",
@@ -187,6 +215,7 @@ pub const LOCATION_ID: Attribute = attr(
     "BIGINT",
     "Location key; NULL when the fact's location is not in `dim_location`",
 );
+/// Grouping column `location_name`, [`UNKNOWN`] when the location is missing.
 pub const LOCATION_NAME: Attribute = attr(
     "location_name",
     "COALESCE(loc.location_name, 'unknown')",
@@ -194,6 +223,7 @@ pub const LOCATION_NAME: Attribute = attr(
     "VARCHAR",
     "Location name, `unknown` when missing",
 );
+/// Grouping column `physician_id`: the physician's key, NULL when missing from `dim_physician`.
 pub const PHYSICIAN_ID: Attribute = attr(
     "physician_id",
     "phy.dim_physician_pk",
@@ -201,6 +231,7 @@ pub const PHYSICIAN_ID: Attribute = attr(
     "BIGINT",
     "Physician key; NULL when the fact's physician is not in `dim_physician`",
 );
+/// Grouping column `physician_name`: the provider's name, [`UNKNOWN`] when missing.
 pub const PHYSICIAN_NAME: Attribute = attr(
     "physician_name",
     "COALESCE(phy.provider_name, 'unknown')",
@@ -208,6 +239,7 @@ pub const PHYSICIAN_NAME: Attribute = attr(
     "VARCHAR",
     "Provider name, `unknown` when missing",
 );
+/// Grouping column `specialty`: the provider specialty, [`UNKNOWN`] when missing.
 pub const SPECIALTY: Attribute = attr(
     "specialty",
     "COALESCE(phy.provider_specialty, 'unknown')",
@@ -215,6 +247,7 @@ pub const SPECIALTY: Attribute = attr(
     "VARCHAR",
     "Provider specialty, `unknown` when the physician (or their specialty) is missing",
 );
+/// Grouping column `cpt_grouping`: the CPT code's grouping, [`UNKNOWN`] when missing.
 pub const CPT_GROUPING: Attribute = attr(
     "cpt_grouping",
     "COALESCE(cpt.cpt_grouping, 'unknown')",
@@ -222,6 +255,7 @@ pub const CPT_GROUPING: Attribute = attr(
     "VARCHAR",
     "CPT grouping (Evaluation and Management, Surgery, …), `unknown` when missing",
 );
+/// Grouping column `diagnosis_group`: the diagnosis code's ICD chapter, [`UNKNOWN`] when missing.
 pub const DIAGNOSIS_GROUP: Attribute = attr(
     "diagnosis_group",
     "COALESCE(dx.diagnosis_code_group, 'unknown')",
@@ -229,6 +263,7 @@ pub const DIAGNOSIS_GROUP: Attribute = attr(
     "VARCHAR",
     "ICD chapter of the diagnosis, `unknown` when missing",
 );
+/// Grouping column `age_band`: the patient's age band (`under 18`, `18-65`, `over 65` or `unknown`).
 pub const AGE_BAND: Attribute = attr(
     "age_band",
     "CASE WHEN pat.patient_age IS NULL THEN 'unknown' \
@@ -239,6 +274,7 @@ pub const AGE_BAND: Attribute = attr(
     "VARCHAR",
     "`under 18` (0–17), `18-65` (18 to 65 inclusive), `over 65` (66 and up), `unknown` (patient or age missing)",
 );
+/// Grouping column `gender`: the patient's gender, [`UNKNOWN`] when missing.
 pub const GENDER: Attribute = attr(
     "gender",
     "COALESCE(pat.patient_gender, 'unknown')",
@@ -246,6 +282,7 @@ pub const GENDER: Attribute = attr(
     "VARCHAR",
     "Patient gender, `unknown` when missing",
 );
+/// Grouping column `state`: the patient's state, [`UNKNOWN`] when missing.
 pub const STATE: Attribute = attr(
     "state",
     "COALESCE(pat.state, 'unknown')",
@@ -254,48 +291,56 @@ pub const STATE: Attribute = attr(
     "Patient's state, `unknown` when missing",
 );
 
+/// Measure `transactions`: the number of fact lines.
 pub const TRANSACTIONS: Measure = measure(
     "transactions",
     "COUNT(*)",
     "BIGINT",
     "Fact lines (billing transactions)",
 );
+/// Measure `cpt_units`: the sum of CPT units.
 pub const CPT_UNITS: Measure = measure(
     "cpt_units",
     "COALESCE(SUM(f.cpt_units), 0)",
     "NUMERIC",
     "Sum of CPT units",
 );
+/// Measure `gross_charges`: the sum of gross charges.
 pub const GROSS_CHARGES: Measure = measure(
     "gross_charges",
     "COALESCE(SUM(f.gross_charge), 0)",
     "NUMERIC",
     "Sum of gross charges",
 );
+/// Measure `payments`: the sum of payments as stored (negative).
 pub const PAYMENTS: Measure = measure(
     "payments",
     "COALESCE(SUM(f.payment), 0)",
     "NUMERIC",
     "Sum of payments as stored: negative (a payment reduces AR)",
 );
+/// Measure `adjustments`: the sum of adjustments as stored (negative reduces AR).
 pub const ADJUSTMENTS: Measure = measure(
     "adjustments",
     "COALESCE(SUM(f.adjustment), 0)",
     "NUMERIC",
     "Sum of adjustments as stored: negative reduces AR, positive (a reversal) adds to it",
 );
+/// Measure `collected`: the money collected, `-payments`.
 pub const COLLECTED: Measure = measure(
     "collected",
     "-COALESCE(SUM(f.payment), 0)",
     "NUMERIC",
     "Money collected: `-payments`, positive",
 );
+/// Measure `ar`: the pending accounts receivable.
 pub const AR: Measure = measure(
     "ar",
     "COALESCE(SUM(f.ar), 0)",
     "NUMERIC",
     "Pending accounts receivable: the balance still open on these lines",
 );
+/// Measure `gross_collection_rate`: collected / gross charges, 4 places; NULL without charges.
 pub const GROSS_COLLECTION_RATE: Measure = measure(
     "gross_collection_rate",
     "CAST(ROUND(CAST(-COALESCE(SUM(f.payment), 0) AS DECIMAL(18,2)) \
@@ -303,6 +348,7 @@ pub const GROSS_COLLECTION_RATE: Measure = measure(
     "DECIMAL(10,4)",
     "collected / gross_charges, rounded to 4 places (half away from zero); NULL when there are no charges",
 );
+/// Measure `net_collection_rate`: collected / (gross charges + adjustments), 4 places; NULL when that is zero.
 pub const NET_COLLECTION_RATE: Measure = measure(
     "net_collection_rate",
     "CAST(ROUND(CAST(-COALESCE(SUM(f.payment), 0) AS DECIMAL(18,2)) \
@@ -312,24 +358,28 @@ pub const NET_COLLECTION_RATE: Measure = measure(
     "collected / (gross_charges + adjustments): payments over what was still collectible after adjustments; \
      4 places; NULL when that is zero",
 );
+/// Measure `patients`: distinct patient keys billed.
 pub const PATIENTS: Measure = measure(
     "patients",
     "COUNT(DISTINCT f.dim_patient_pk)",
     "BIGINT",
     "Distinct patients billed (by the fact's patient key, so patients missing from `dim_patient` count too)",
 );
+/// Measure `physicians`: distinct physician keys billing.
 pub const PHYSICIANS: Measure = measure(
     "physicians",
     "COUNT(DISTINCT f.dim_physician_pk)",
     "BIGINT",
     "Distinct physicians billing (by the fact's physician key)",
 );
+/// Measure `first_post_date`: the earliest post date.
 pub const FIRST_POST_DATE: Measure = measure(
     "first_post_date",
     "MIN(f.dim_date_post_pk)",
     "DATE",
     "Earliest post date",
 );
+/// Measure `last_post_date`: the latest post date.
 pub const LAST_POST_DATE: Measure = measure(
     "last_post_date",
     "MAX(f.dim_date_post_pk)",
@@ -438,8 +488,11 @@ const VIEWS: &[ViewDef] = &[
 /// One column of a view, for the docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDoc {
+    /// The column's name.
     pub name: &'static str,
+    /// Its SQL type.
     pub ty: &'static str,
+    /// What it means.
     pub meaning: &'static str,
 }
 
@@ -448,7 +501,9 @@ pub struct ColumnDoc {
 pub struct ViewDoc {
     /// Unqualified name; the view is `reporting.<name>`.
     pub name: &'static str,
+    /// What one row of the view is.
     pub description: &'static str,
+    /// Its columns, in order (for the generated views: the grouping columns, then the measures).
     pub columns: Vec<ColumnDoc>,
 }
 
@@ -658,7 +713,9 @@ pub enum Op {
 /// One `WHERE` condition of an ad-hoc aggregate: attribute, comparison and its `$n` parameter.
 #[derive(Debug, Clone, Copy)]
 pub struct Condition {
+    /// The attribute compared.
     pub attribute: &'static Attribute,
+    /// How it is compared with the parameter.
     pub op: Op,
     /// 1-based parameter number.
     pub param: usize,
@@ -750,20 +807,14 @@ pub fn markdown() -> String {
 mod tests {
     use super::*;
 
-    /// Check the declarations against the star schema: every joined table and key exists.
+    /// Check the declarations against the star schema: every joined fact column declares its dimension.
     fn joins_match_schema() -> Result<(), String> {
-        let fact = SCHEMA
-            .by_name("fact_table")
-            .ok_or_else(|| "no fact_table".to_string())?;
         for d in Dim::ALL {
-            let table = SCHEMA
-                .by_name(d.table())
-                .ok_or_else(|| format!("no table {}", d.table()))?;
-            if table.primary_key().name != d.key() {
-                return Err(format!("{}'s key is not {}", d.table(), d.key()));
-            }
-            if !fact.columns.iter().any(|c| c.name == d.key()) {
-                return Err(format!("fact_table has no column {}", d.key()));
+            let (dim, column) = d
+                .declared()
+                .ok_or_else(|| format!("fact_table.{} declares no dimension", d.fact_column()))?;
+            if column.references != Some(dim.name.as_str()) {
+                return Err(format!("{} does not reference {}", column.name, dim.name));
             }
         }
         Ok(())

@@ -30,20 +30,72 @@ impl RoutedBy {
 /// header's own text (it may be a patient's record that lost its line end).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderRouteError {
+    /// The header fits no table.
     #[error(
         "the name names no table and the header carries no table's columns (closest: {closest}, which also needs {missing})"
     )]
-    NoTable { closest: String, missing: String },
+    NoTable {
+        /// The source name of the table the header comes closest to (fewest columns missing).
+        closest: String,
+        /// That table's source headers the header lacks, comma-separated.
+        missing: String,
+    },
+    /// The header fits more than one table.
     #[error(
         "the name names no table and the header fits several: {candidates}; rename the file to choose one"
     )]
-    Several { candidates: String },
+    Several {
+        /// The tables it fits, each with its source headers.
+        candidates: String,
+    },
 }
 
-/// Whether a name is one the loader reads: `.csv` or `.csv.gz`, in any case. The one home of that rule.
+/// How an object's bytes are packed, as its name says (the reader checks the bytes too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.csv`
+    Plain,
+    /// `.csv.gz`
+    Gzip,
+}
+
+/// An object's file name without its table-file extension, and the compression that extension names: `None` when
+/// the name is not one the loader reads. The one home of the rule: `.csv` or `.csv.gz`, in any case.
+pub fn table_file_stem(object: &str) -> Option<(&str, Compression)> {
+    let name = file_name(object);
+    if let Some(stem) = strip_suffix_ci(name, ".csv.gz") {
+        return Some((stem, Compression::Gzip));
+    }
+    strip_suffix_ci(name, ".csv").map(|stem| (stem, Compression::Plain))
+}
+
+/// Whether a name is one the loader reads (see [`table_file_stem`]).
 pub fn is_csv_name(object: &str) -> bool {
-    let lower = file_name(object).to_ascii_lowercase();
-    lower.ends_with(".csv") || lower.ends_with(".csv.gz")
+    table_file_stem(object).is_some()
+}
+
+/// An object routed once, by its name, before it is read: what the pipeline and its callers pass down.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The table its name names; `None` when the name names none and the header will decide.
+    pub table: Option<&'static Table>,
+    /// The compression its extension names.
+    pub compression: Compression,
+    /// Its file name as messages show it (control characters escaped).
+    pub display_name: String,
+}
+
+impl Routed {
+    /// Route `object` by its name: refused when it is not a `.csv`/`.csv.gz` file; a table file whose stem names
+    /// no table is left for its header to route.
+    pub fn of(object: &str) -> Result<Routed, RouteError> {
+        let (_, compression) = table_file_stem(object).ok_or_else(|| unknown(object))?;
+        Ok(Routed {
+            table: route(object).ok(),
+            compression,
+            display_name: escape_text(file_name(object)),
+        })
+    }
 }
 
 /// The one table whose source headers `header` carries (same rules as header mapping: case, spaces and
@@ -98,10 +150,17 @@ pub fn route_by_header(header: &Fields<'_>) -> Result<&'static Table, HeaderRout
 /// Why an object name does not route to a table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    /// The name is not a `.csv`/`.csv.gz` file, or its stem names no table (a source name or alias, alone or
+    /// followed by `_ - .` or a space).
     #[error(
         "'{name}' does not name a table: the file name must start with one of {known} (optionally followed by _ - . or space and anything) and end in .csv or .csv.gz"
     )]
-    UnknownTable { name: String, known: String },
+    UnknownTable {
+        /// The object's file name (control characters escaped).
+        name: String,
+        /// The tables' source names, for the message.
+        known: String,
+    },
 }
 
 /// Text from input (a file name, an S3 key) made safe to print on a terminal or in a log line: control
@@ -129,9 +188,7 @@ pub fn file_name(object: &str) -> &str {
 /// The table an object loads into. Strip `.gz`, then `.csv`; the stem must equal a source name
 /// (case-insensitively), either exactly or followed by one of `_ - . space` and anything.
 pub fn route(object: &str) -> Result<&'static Table, RouteError> {
-    let name = file_name(object);
-    let stem = strip_suffix_ci(name, ".gz").unwrap_or(name);
-    let stem = strip_suffix_ci(stem, ".csv");
+    let stem = table_file_stem(object).map(|(stem, _)| stem);
     let table = stem.and_then(|stem| {
         SCHEMA.all_tables().find(|t| {
             std::iter::once(t.source)
@@ -147,14 +204,18 @@ pub fn route(object: &str) -> Result<&'static Table, RouteError> {
                 })
         })
     });
-    table.ok_or_else(|| RouteError::UnknownTable {
-        name: escape_text(name),
+    table.ok_or_else(|| unknown(object))
+}
+
+fn unknown(object: &str) -> RouteError {
+    RouteError::UnknownTable {
+        name: escape_text(file_name(object)),
         known: SCHEMA
             .all_tables()
             .map(|t| t.source)
             .collect::<Vec<_>>()
             .join(", "),
-    })
+    }
 }
 
 fn strip_suffix_ci<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {

@@ -9,20 +9,43 @@ pub const DATA_SCHEMA: &str = "health";
 /// Warehouse schema holding the load ledger.
 pub const ETL_SCHEMA: &str = "etl";
 
+/// The declaration's version: raise it with every change a deployed warehouse must receive (a new column, a new
+/// table). `init` brings a warehouse at an older version up to this one and records it in `etl.schema_version`.
+/// 1: every table before versions were recorded; 2: `dim_patient.email` optional, the version table itself, the
+/// ledger declared here (its columns added by the same migration as every table's).
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// The warehouse type of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
+    /// 16-bit integer (`SMALLINT`).
     SmallInt,
+    /// 32-bit integer (`INTEGER`).
     Integer,
+    /// 64-bit integer (`BIGINT`).
     BigInt,
     /// Exact decimal with the given precision and scale.
     Numeric {
+        /// Total significant digits.
         precision: u8,
+        /// Digits after the decimal point.
         scale: u8,
     },
+    /// Calendar date (`DATE`).
     Date,
     /// Text of at most this many characters.
     Varchar(u32),
+    /// Text without a declared bound (PostgreSQL `TEXT`; Redshift `VARCHAR(4096)`, bytes). Ledger only.
+    Text,
+    /// `BOOLEAN`. Ledger only.
+    Boolean,
+    /// A point in time (`TIMESTAMPTZ`). Ledger only.
+    Timestamp,
+    /// A JSON document (PostgreSQL `JSONB`; Redshift `VARCHAR(4096)`). Ledger only.
+    Json,
+    /// A key the warehouse assigns, ascending (PostgreSQL `BIGSERIAL`; Redshift `BIGINT IDENTITY(1,1)`). Ledger
+    /// only.
+    Serial,
 }
 
 impl ColumnType {
@@ -35,6 +58,11 @@ impl ColumnType {
             ColumnType::Numeric { precision, scale } => format!("NUMERIC({precision},{scale})"),
             ColumnType::Date => "DATE".into(),
             ColumnType::Varchar(n) => format!("VARCHAR({n})"),
+            ColumnType::Text => "TEXT".into(),
+            ColumnType::Boolean => "BOOLEAN".into(),
+            ColumnType::Timestamp => "TIMESTAMPTZ".into(),
+            ColumnType::Json => "JSONB".into(),
+            ColumnType::Serial => "BIGSERIAL".into(),
         }
     }
 }
@@ -43,10 +71,14 @@ impl ColumnType {
 /// first, then the dimensions, then the fact table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
+    /// A dimension table (`dim_*`), keyed by its own primary key.
     Dimension,
+    /// The fact table: one row per billing transaction, holding the dimensions' keys.
     Fact,
     /// The dataset's data dictionary: its definitions become column comments.
     Dictionary,
+    /// The load ledger (`etl.load_log`): written by the loader, never loaded from a file.
+    Ledger,
 }
 
 struct ColumnDef {
@@ -56,6 +88,22 @@ struct ColumnDef {
     doc: &'static str,
     /// The dimension table whose (single-column) key this column holds.
     references: Option<&'static str>,
+    /// A file may lack the column (it loads as NULL).
+    optional: bool,
+    /// `NOT NULL` (key columns are anyway).
+    not_null: bool,
+    /// The SQL default of a column added to existing rows (a literal, the same in every dialect).
+    default: Option<&'static str>,
+}
+
+/// How Redshift distributes a table's rows over its slices (PostgreSQL has no such attribute). Declared on each
+/// table with its sort key; the Redshift DDL is built from them (see `warehouse::redshift::sql` for the reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// A full copy on every node: small tables joined from the fact table, so every join is local.
+    All,
+    /// Rows spread by the hash of this column.
+    Key(&'static str),
 }
 
 /// A column that must equal the sum of others on every row (`AR = GrossCharge + Payment + Adjustment`).
@@ -74,6 +122,10 @@ struct TableDef {
     columns: &'static [ColumnDef],
     /// The balance identity its rows should satisfy (a data-quality figure, never a rejection).
     balance: Option<BalanceDef>,
+    /// How Redshift distributes its rows.
+    distribution: Distribution,
+    /// Redshift's compound sort key, by column name.
+    sort_key: &'static [&'static str],
 }
 
 const ID: ColumnType = ColumnType::Varchar(32);
@@ -92,6 +144,9 @@ const fn col(source: &'static str, ty: ColumnType, doc: &'static str) -> ColumnD
         ty,
         doc,
         references: None,
+        optional: false,
+        not_null: false,
+        default: None,
     }
 }
 
@@ -109,6 +164,9 @@ const fn key_of(
         ty,
         doc,
         references: Some(dimension),
+        optional: false,
+        not_null: false,
+        default: None,
     }
 }
 
@@ -124,6 +182,18 @@ const fn renamed(
         ty,
         doc,
         references: None,
+        optional: false,
+        not_null: false,
+        default: None,
+    }
+}
+
+/// A column a file may lack: it loads as NULL. Columns added to a deployed warehouse are declared optional so that
+/// files written before them still load.
+const fn optional(column: ColumnDef) -> ColumnDef {
+    ColumnDef {
+        optional: true,
+        ..column
     }
 }
 
@@ -145,13 +215,19 @@ const TABLES: &[TableDef] = &[
             ),
             col("FirstName", SHORT, "First name"),
             col("LastName", SHORT, "Last name"),
-            col("Email", NAME, "E-mail address"),
+            optional(col(
+                "Email",
+                NAME,
+                "E-mail address (optional: de-identified exports omit it)",
+            )),
             col("PatientGender", ID, "Gender"),
             col("PatientAge", SmallInt, "Age in years"),
             col("City", SHORT, "City"),
             col("State", ID, "State"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_patient_pk"],
     },
     TableDef {
         source: "dimPhysician",
@@ -167,6 +243,8 @@ const TABLES: &[TableDef] = &[
             col("ProviderFTE", MONEY, "Full-time equivalent"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_physician_pk"],
     },
     TableDef {
         source: "dimPayer",
@@ -179,6 +257,8 @@ const TABLES: &[TableDef] = &[
             col("PayerName", NAME, "Payer name"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_payer_pk"],
     },
     TableDef {
         source: "dimLocation",
@@ -191,6 +271,8 @@ const TABLES: &[TableDef] = &[
             col("LocationName", NAME, "Location name"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_location_pk"],
     },
     TableDef {
         source: "dimTransaction",
@@ -210,6 +292,8 @@ const TABLES: &[TableDef] = &[
             col("AdjustmentReason", NAME, "Adjustment reason"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_transaction_pk"],
     },
     TableDef {
         source: "dimDiagnosisCode",
@@ -224,6 +308,8 @@ const TABLES: &[TableDef] = &[
             col("DiagnosisCodeGroup", NAME, "Diagnosis group"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_diagnosis_code_pk"],
     },
     TableDef {
         source: "dimCptCode",
@@ -238,6 +324,8 @@ const TABLES: &[TableDef] = &[
             col("CptGrouping", NAME, "CPT grouping"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["dim_cpt_code_pk"],
     },
     TableDef {
         source: "dimDate",
@@ -261,6 +349,8 @@ const TABLES: &[TableDef] = &[
             col("DayName", ID, "Day of week"),
         ],
         balance: None,
+        distribution: Distribution::All,
+        sort_key: &["date_key"],
     },
     TableDef {
         source: "FactTable",
@@ -325,6 +415,9 @@ const TABLES: &[TableDef] = &[
             total: "ar",
             parts: &["gross_charge", "payment", "adjustment"],
         }),
+        // Slices get equal shares by the unique key; billing questions filter on the post date.
+        distribution: Distribution::Key("fact_table_pk"),
+        sort_key: &["dim_date_post_pk"],
     },
 ];
 
@@ -357,33 +450,172 @@ const DICTIONARY: TableDef = TableDef {
         ),
     ],
     balance: None,
+    distribution: Distribution::All,
+    sort_key: &["table_name", "column_name"],
+};
+
+/// A ledger column: never read from a file (`source` is its name), `NOT NULL` unless `nullable`.
+const fn entry(name: &'static str, ty: ColumnType, nullable: bool, doc: &'static str) -> ColumnDef {
+    ColumnDef {
+        source: name,
+        rename: None,
+        ty,
+        doc,
+        references: None,
+        optional: false,
+        not_null: !nullable,
+        default: None,
+    }
+}
+
+/// The load ledger, `etl.load_log`: one row per committed load. Declared like the tables so that both dialects
+/// create it, and migrations add its new columns, from this one declaration.
+const LEDGER: TableDef = TableDef {
+    source: "load_log",
+    kind: TableKind::Ledger,
+    primary_key: &["load_id"],
+    aliases: &[],
+    doc: "One row per committed load: what was loaded, from where, with which figures.",
+    columns: &[
+        entry("load_id", ColumnType::Serial, false, "Load key, ascending"),
+        entry(
+            "source",
+            ColumnType::Text,
+            false,
+            "The object's URI or path",
+        ),
+        entry(
+            "object_identity",
+            ColumnType::Varchar(256),
+            false,
+            "Quick identity: ETag/version or file hash",
+        ),
+        entry(
+            "table_name",
+            ColumnType::Varchar(64),
+            false,
+            "The table loaded",
+        ),
+        entry("status", ColumnType::Varchar(16), false, "loaded"),
+        entry(
+            "rows_read",
+            BigInt,
+            false,
+            "Records the strict CSV reader found",
+        ),
+        entry(
+            "rows_loaded",
+            BigInt,
+            false,
+            "Distinct keys of the object now in the table",
+        ),
+        entry(
+            "rows_rejected",
+            BigInt,
+            false,
+            "Rows set aside by validation",
+        ),
+        entry(
+            "rows_duplicate",
+            BigInt,
+            false,
+            "Rows replaced by a later row of the same key",
+        ),
+        entry(
+            "forced",
+            ColumnType::Boolean,
+            false,
+            "Loaded past the ledger with --force",
+        ),
+        entry(
+            "encoding",
+            ColumnType::Varchar(16),
+            false,
+            "The text encoding decoded",
+        ),
+        ColumnDef {
+            default: Some("'name'"),
+            ..entry(
+                "routed_by",
+                ColumnType::Varchar(16),
+                false,
+                "How the table was chosen: name or header",
+            )
+        },
+        entry(
+            "content_sha256",
+            ColumnType::Varchar(64),
+            true,
+            "SHA-256 of the decompressed bytes",
+        ),
+        entry(
+            "quality",
+            ColumnType::Json,
+            true,
+            "Data-quality figures of fact loads",
+        ),
+        entry(
+            "started_at",
+            ColumnType::Timestamp,
+            false,
+            "When the load began",
+        ),
+        entry(
+            "finished_at",
+            ColumnType::Timestamp,
+            false,
+            "When it committed",
+        ),
+    ],
+    balance: None,
+    distribution: Distribution::All,
+    sort_key: &["table_name", "object_identity"],
 };
 
 /// One warehouse column and the source header it comes from.
 #[derive(Debug, Clone)]
 pub struct Column {
+    /// The header in the source file, e.g. `dimPatientPK`.
     pub source: &'static str,
+    /// The warehouse column name (the header in snake case unless renamed).
     pub name: String,
+    /// Its warehouse type.
     pub ty: ColumnType,
+    /// What it means, for column comments and the README.
     pub doc: &'static str,
     /// The dimension table whose key this column holds (fact tables' dimension keys).
     pub references: Option<&'static str>,
+    /// A file may lack this column; it then loads as NULL.
+    pub optional: bool,
+    /// Declared `NOT NULL`.
+    pub not_null: bool,
+    /// The SQL default given to existing rows when the column is added.
+    pub default: Option<&'static str>,
 }
 
 /// A balance identity: column `total` equals the sum of columns `parts` on every row (indexes into `columns`).
 #[derive(Debug, Clone)]
 pub struct Balance {
+    /// Index of the total column.
     pub total: usize,
+    /// Indexes of the columns that sum to it.
     pub parts: Vec<usize>,
 }
 
 /// One warehouse table and the source file it is loaded from.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// The warehouse schema holding it (`health`, or `etl` for the ledger).
+    pub schema: &'static str,
+    /// The source file's name (its stem), e.g. `dimPatient`.
     pub source: &'static str,
+    /// The warehouse table name: the source name in snake case.
     pub name: String,
+    /// Dimension, fact or dictionary.
     pub kind: TableKind,
+    /// What one row is, for the table comment and the README.
     pub doc: &'static str,
+    /// Its columns, in declaration order (the warehouse order; headers are matched by name).
     pub columns: Vec<Column>,
     /// Index into `columns` of the (first) primary-key column: the one whose order the loader follows.
     pub pk_index: usize,
@@ -393,12 +625,16 @@ pub struct Table {
     pub aliases: &'static [&'static str],
     /// The balance identity its rows should satisfy, if any.
     pub balance: Option<Balance>,
+    /// How Redshift distributes its rows.
+    pub distribution: Distribution,
+    /// Indexes into `columns` of Redshift's compound sort key, in order.
+    pub sort_key: Vec<usize>,
 }
 
 impl Table {
     /// The schema-qualified, quoted table name.
     pub fn qualified(&self) -> String {
-        format!("{}.{}", quote_ident(DATA_SCHEMA), quote_ident(&self.name))
+        format!("{}.{}", quote_ident(self.schema), quote_ident(&self.name))
     }
 
     /// The (first) primary-key column.
@@ -445,19 +681,41 @@ impl Table {
     pub fn create_sql(&self) -> String {
         let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", self.qualified());
         for c in &self.columns {
-            let _ = writeln!(sql, "    {} {},", quote_ident(&c.name), c.ty.sql());
+            let _ = writeln!(
+                sql,
+                "    {} {}{},",
+                quote_ident(&c.name),
+                c.ty.sql(),
+                c.constraints()
+            );
         }
         let _ = write!(sql, "    PRIMARY KEY ({})\n)", self.key_list());
         sql
     }
 }
 
-/// The nine tables of the star schema, and the data dictionary beside them.
+impl Column {
+    /// ` DEFAULT … NOT NULL` as declared (empty for a nullable column without default), in the order both dialects
+    /// accept.
+    pub fn constraints(&self) -> String {
+        let default = self
+            .default
+            .map(|d| format!(" DEFAULT {d}"))
+            .unwrap_or_default();
+        let not_null = if self.not_null { " NOT NULL" } else { "" };
+        format!("{default}{not_null}")
+    }
+}
+
+/// The nine tables of the star schema, the data dictionary beside them, and the load ledger.
 #[derive(Debug)]
 pub struct Schema {
+    /// The star schema's tables, in declaration order.
     pub tables: Vec<Table>,
     /// `health.data_dictionary`.
     pub dictionary: Table,
+    /// `etl.load_log`, the load ledger.
+    pub ledger: Table,
 }
 
 impl Schema {
@@ -528,6 +786,7 @@ impl Schema {
 pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
     tables: TABLES.iter().map(build_table).collect(),
     dictionary: build_table(&DICTIONARY),
+    ledger: build_table(&LEDGER),
 });
 
 fn build_table(t: &TableDef) -> Table {
@@ -544,6 +803,9 @@ fn build_table(t: &TableDef) -> Table {
                     ty: c.ty,
                     doc: c.doc,
                     references: c.references,
+                    optional: c.optional,
+                    not_null: c.not_null,
+                    default: c.default,
                 })
                 .collect();
             let index = |name: &str| {
@@ -557,7 +819,13 @@ fn build_table(t: &TableDef) -> Table {
                 total: index(b.total),
                 parts: b.parts.iter().map(|p| index(p)).collect(),
             });
+            let sort_key = t.sort_key.iter().map(|c| index(c)).collect();
             Table {
+                schema: if t.kind == TableKind::Ledger {
+                    ETL_SCHEMA
+                } else {
+                    DATA_SCHEMA
+                },
                 source: t.source,
                 name: snake_case(t.source),
                 kind: t.kind,
@@ -567,6 +835,8 @@ fn build_table(t: &TableDef) -> Table {
                 key,
                 aliases: t.aliases,
                 balance,
+                distribution: t.distribution,
+                sort_key,
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::pipeline::LoadReport;
 /// How the worker polls and when it stops.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
+    /// The URL of the SQS queue of S3 event notifications.
     pub queue_url: String,
     /// Long-poll wait per receive (0–20 s).
     pub wait_seconds: i32,

@@ -9,11 +9,10 @@ use std::str::FromStr;
 use common::TestDb;
 use common::moto::{Moto, sdk_config};
 use healthetl::config::{Config, Database, SslMode};
-use healthetl::handler::{StartupError, connection_from};
-use healthetl::warehouse::Postgres;
-use healthetl::warehouse::postgres::tls_connector;
+use healthetl::warehouse::tls::tls_connector;
+use healthetl::warehouse::{Connector, Loader, Postgres, WarehouseError};
 
-async fn ssl_in_use(pg: &mut Postgres) -> bool {
+async fn ssl_in_use(pg: &mut dyn Loader) -> bool {
     let client = pg.client().await.expect("connects");
     client
         .query_one(
@@ -33,7 +32,7 @@ async fn sslmode_require_encrypts_the_connection_and_disable_does_not() {
     assert!(tls.is_some());
     let mut encrypted = Postgres::with_config(config.clone(), tls);
     assert!(ssl_in_use(&mut encrypted).await, "require must use TLS");
-    encrypted.init().await.expect("init over TLS");
+    common::init(&mut encrypted).await.expect("init over TLS");
     let mut plain = Postgres::with_config(config, tls_connector(&SslMode::Disable, None).unwrap());
     assert!(!ssl_in_use(&mut plain).await, "disable must not use TLS");
 }
@@ -93,11 +92,12 @@ async fn the_connection_comes_from_the_secrets_manager_secret() {
     let config = secret_config(&arn);
     assert!(matches!(config.database, Database::Parts { .. }));
     assert!(!format!("{config:?}").contains(password));
-    let connection = connection_from(&config, &sdk)
+    let connector = Connector::default().with_aws(sdk.clone(), moto.s3.clone());
+    let mut pg = connector
+        .connect(&config)
         .await
         .expect("connection from secret");
-    let mut pg = Postgres::with_connection(connection);
-    pg.init()
+    common::init(pg.as_mut())
         .await
         .expect("init through the secret's connection");
     let client = pg.client().await.unwrap();
@@ -120,11 +120,11 @@ async fn the_connection_comes_from_the_secrets_manager_secret() {
         .expect("create secret")
         .arn
         .expect("arn");
-    let err = match connection_from(&secret_config(&malformed), &sdk).await {
+    let err = match connector.connect(&secret_config(&malformed)).await {
         Ok(_) => panic!("a malformed secret must be refused"),
         Err(e) => e,
     };
-    assert!(matches!(err, StartupError::Secret { .. }), "{err}");
+    assert!(matches!(err, WarehouseError::Secret { .. }), "{err}");
     let text = err.to_string();
     assert!(
         text.contains(&malformed) && !text.contains(password),
@@ -132,7 +132,7 @@ async fn the_connection_comes_from_the_secrets_manager_secret() {
     );
 
     let missing_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf";
-    let err = match connection_from(&secret_config(missing_arn), &sdk).await {
+    let err = match connector.connect(&secret_config(missing_arn)).await {
         Ok(_) => panic!("a missing secret must be refused"),
         Err(e) => e.to_string(),
     };

@@ -15,7 +15,7 @@ use healthetl::generate::{GenerateOptions, Manifest, generate, read_manifest};
 use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
 use healthetl::source::{Object, TextEncoding};
-use healthetl::warehouse::Postgres;
+use healthetl::warehouse::{Loader, Postgres};
 
 // -------------------------------------------------------------------------------------------------
 // Helpers.
@@ -1127,7 +1127,7 @@ async fn init_succeeds_twice_and_from_two_connections_at_once() {
                 let mut pg = Postgres::new(&url).expect("url");
                 pg.client().await.expect("connect");
                 start.wait().await;
-                pg.init().await
+                common::init(&mut pg).await
             })
         })
         .collect();
@@ -1138,8 +1138,12 @@ async fn init_succeeds_twice_and_from_two_connections_at_once() {
             .expect("concurrent init succeeds");
     }
     let mut pg = Postgres::new(&db.url).expect("url");
-    within("init", pg.init()).await.expect("init again");
-    within("init", pg.init()).await.expect("and again");
+    within("init", common::init(&mut pg))
+        .await
+        .expect("init again");
+    within("init", common::init(&mut pg))
+        .await
+        .expect("and again");
     for _ in 0..2 {
         let out = run_bin(Some(&db.url), tmp.path(), ["init"]).await;
         assert_eq!(out.code, Some(0), "{out:#?}");

@@ -21,12 +21,11 @@ use common::{TempDir, TestDb, connect, rows, scalar, within};
 use futures_util::SinkExt;
 use healthetl::config::Config;
 use healthetl::handler::Handler;
-use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object, load_object_redshift};
+use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
 use healthetl::source::Object;
 use healthetl::source::{OwnedFields, Record};
 use healthetl::transform::{Csv, RowCaster, RowFormat, end_csv_row, map_header};
-use healthetl::warehouse::Postgres;
 use healthetl::warehouse::connection::{
     Connection, CredentialSource, CredentialsFuture, DbCredentials,
 };
@@ -34,6 +33,7 @@ use healthetl::warehouse::redshift::staging::PartWriter;
 use healthetl::warehouse::redshift::{
     Redshift, RedshiftOnly, RedshiftSettings, RetryPolicy, StatementFuture, sql,
 };
+use healthetl::warehouse::{Loader, Postgres};
 use serde_json::{Value, json};
 use tokio_postgres::Transaction;
 
@@ -204,7 +204,7 @@ impl World {
             moto,
             tmp: TempDir::new(test),
         };
-        within("Redshift init", world.redshift().init())
+        within("Redshift init", common::init(&mut world.redshift()))
             .await
             .expect("init through the stand-in");
         world
@@ -258,13 +258,9 @@ fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-async fn load(rs: &mut Redshift, path: &Path, options: &LoadOptions) -> LoadReport {
+async fn load(rs: &mut dyn Loader, path: &Path, options: &LoadOptions) -> LoadReport {
     let object = Object::local(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    within(
-        "Redshift load",
-        load_object_redshift(rs, object, options, None),
-    )
-    .await
+    within("Redshift load", load_object(rs, object, options, None)).await
 }
 
 /// Every row of a table as text, ordered.
@@ -439,30 +435,30 @@ CREATE TABLE IF NOT EXISTS "health"."data_dictionary" (
     PRIMARY KEY ("table_name", "column_name")
 )
 DISTSTYLE ALL
-COMPOUND SORTKEY ("table_name")
+COMPOUND SORTKEY ("table_name", "column_name")
 ENCODE AUTO;
 
 CREATE TABLE IF NOT EXISTS "etl"."load_log" (
-    load_id BIGINT IDENTITY(1,1) NOT NULL,
-    source VARCHAR(4096) NOT NULL,
-    object_identity VARCHAR(1024) NOT NULL,
-    table_name VARCHAR(256) NOT NULL,
-    status VARCHAR(64) NOT NULL,
-    rows_read BIGINT NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    rows_rejected BIGINT NOT NULL,
-    rows_duplicate BIGINT NOT NULL,
-    forced BOOLEAN NOT NULL,
-    encoding VARCHAR(64) NOT NULL,
-    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
-    content_sha256 VARCHAR(64),
-    quality VARCHAR(4096),
-    started_at TIMESTAMPTZ NOT NULL,
-    finished_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (load_id)
+    "load_id" BIGINT IDENTITY(1,1) NOT NULL,
+    "source" VARCHAR(4096) NOT NULL,
+    "object_identity" VARCHAR(1024) NOT NULL,
+    "table_name" VARCHAR(256) NOT NULL,
+    "status" VARCHAR(64) NOT NULL,
+    "rows_read" BIGINT NOT NULL,
+    "rows_loaded" BIGINT NOT NULL,
+    "rows_rejected" BIGINT NOT NULL,
+    "rows_duplicate" BIGINT NOT NULL,
+    "forced" BOOLEAN NOT NULL,
+    "encoding" VARCHAR(64) NOT NULL,
+    "routed_by" VARCHAR(64) DEFAULT 'name' NOT NULL,
+    "content_sha256" VARCHAR(256),
+    "quality" VARCHAR(4096),
+    "started_at" TIMESTAMPTZ NOT NULL,
+    "finished_at" TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY ("load_id")
 )
 DISTSTYLE ALL
-COMPOUND SORTKEY (table_name, object_identity)
+COMPOUND SORTKEY ("table_name", "object_identity")
 ENCODE AUTO"#;
 
 #[test]
@@ -1184,4 +1180,104 @@ async fn a_fact_file_before_its_dimensions_reports_orphans_and_the_same_content_
     )
     .await;
     assert_eq!(orphans, 0, "the view recomputes over the warehouse now");
+}
+
+#[tokio::test]
+async fn the_command_line_inits_and_loads_redshift_through_s3_staging_as_the_lambda_does() {
+    let world = World::new("redshift_cli").await;
+    let reference = TestDb::initialized("redshift_cli_reference").await;
+    let mut pg = Postgres::new(&reference.url).expect("url");
+    let sdk = common::moto::sdk_config(&world.moto.endpoint).await;
+    // Everything from settings, as `healthetl --dialect redshift` reads them; only Redshift's own statements go
+    // through the stand-in.
+    let target = healthetl::cli::Target {
+        settings: vec![
+            ("DATABASE_URL", format!("{}?sslmode=require", world.db.url)),
+            ("WAREHOUSE_DIALECT", "redshift".into()),
+            ("REDSHIFT_COPY_ROLE_ARN", ROLE.into()),
+            ("REDSHIFT_PARTS", PARTS.to_string()),
+            ("STAGING_BUCKET", BUCKET.into()),
+        ],
+        connector: healthetl::warehouse::Connector::default()
+            .with_aws(sdk, world.moto.s3.clone())
+            .with_redshift_server(world.stand_in.clone()),
+    };
+    let mut warehouse = target.warehouse().await.expect("the factory");
+    assert_eq!(warehouse.dialect(), "redshift");
+    let code = within("cli init", healthetl::cli::init(&target))
+        .await
+        .expect("init through the stand-in");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert!(warehouse.is_current().await.expect("version"));
+    let reports = within(
+        "cli load",
+        healthetl::cli::load_files(
+            &target,
+            &[repo().join("data/sample")],
+            &world.options(),
+            false,
+        ),
+    )
+    .await
+    .expect("load");
+    assert_eq!(reports.len(), 9, "{reports:?}");
+    for report in &reports {
+        assert_eq!(report.status, Status::Loaded, "{report:?}");
+        let path = Path::new(report.source.trim_start_matches("file://"));
+        let reference = load(&mut pg, path, &world.options()).await;
+        assert_eq!(reference.status, Status::Loaded, "{reference:?}");
+        assert_eq!(
+            (report.rows_read, report.rows_loaded),
+            (reference.rows_read, reference.rows_loaded)
+        );
+    }
+    for t in &SCHEMA.tables {
+        let redshift = table_text(&world.db.url, &t.name).await;
+        assert!(!redshift.is_empty(), "{} is empty", t.name);
+        assert_eq!(
+            redshift,
+            table_text(&reference.url, &t.name).await,
+            "{}",
+            t.name
+        );
+    }
+    assert_eq!(world.stand_in.manifests().len(), 9, "one COPY per file");
+    assert!(
+        world
+            .stand_in
+            .manifests()
+            .iter()
+            .all(|m| m.starts_with(&format!("s3://{BUCKET}/staging/"))),
+        "{:?}",
+        world.stand_in.manifests()
+    );
+    assert_eq!(
+        world.staged_keys().await,
+        Vec::<String>::new(),
+        "staging is cleaned up"
+    );
+    let ssl: bool = warehouse
+        .client()
+        .await
+        .expect("client")
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(
+        ssl,
+        "sslmode=require from the URL: the factory's connection is encrypted"
+    );
+    let sources: Vec<String> = rows(
+        &world.db.url,
+        "SELECT source FROM etl.load_log ORDER BY load_id",
+    )
+    .await
+    .into_iter()
+    .map(|r| r[0].clone().unwrap_or_default())
+    .collect();
+    assert!(sources.iter().all(|s| s.ends_with(".csv")), "{sources:?}");
 }

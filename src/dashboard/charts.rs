@@ -14,25 +14,34 @@ const BAR_WIDTH: i64 = 600;
 
 /// Colours with at least 4.5:1 contrast on white, told apart by the legend's text too.
 pub const CHARGES: &str = "#1d4ed8";
+/// Green, for payments collected.
 pub const COLLECTED: &str = "#047857";
+/// Amber, for pending AR.
 pub const PENDING: &str = "#b45309";
 
 /// One line of a line chart.
 pub struct Series<'a> {
+    /// The series' name, shown in the legend and the points' tooltips.
     pub name: &'a str,
+    /// Its line and legend colour (a CSS colour, e.g. [`CHARGES`]).
     pub colour: &'a str,
+    /// One value per month label, in the labels' order.
     pub values: Vec<Cents>,
 }
 
 /// One bar: label and value.
 pub struct Bar<'a> {
+    /// What the bar stands for (clipped on the axis; in full in its title).
     pub label: &'a str,
+    /// The amount the bar's length shows, also written after it in whole dollars.
     pub value: Cents,
 }
 
 /// One stacked bar: label and its two parts (drawn left to right).
 pub struct Stacked<'a> {
+    /// What the bar stands for.
     pub label: &'a str,
+    /// The two parts, drawn left to right in the legend's order (a negative part with no width).
     pub parts: [Cents; 2],
 }
 

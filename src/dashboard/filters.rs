@@ -13,18 +13,40 @@ const MAX_SPECIALTY: usize = 100;
 /// Why a filter was refused; the message names the parameter, the value and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// A date filter is not a `YYYY-MM-DD` day that exists.
     #[error("{name}: '{value}' is not a date; expected YYYY-MM-DD, e.g. 2020-01-31")]
-    Date { name: &'static str, value: String },
+    Date {
+        /// The parameter (`from` or `to`).
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A payer or location filter is not a whole number.
     #[error("{name}: '{value}' is not an id; expected a whole number, e.g. 3")]
-    Id { name: &'static str, value: String },
+    Id {
+        /// The parameter (`payer` or `location`).
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// The specialty is longer than `dim_physician.provider_specialty` allows or holds control characters.
     #[error("specialty: expected at most {MAX_SPECIALTY} characters without control characters")]
     Specialty,
+    /// The first post date is after the last.
     #[error("from ({from}) is after to ({to})")]
-    Range { from: String, to: String },
+    Range {
+        /// The `from` date.
+        from: String,
+        /// The `to` date.
+        to: String,
+    },
+    /// A parameter that is not a filter (the name given).
     #[error("unknown parameter '{0}'; expected from, to, payer, location or specialty")]
     Unknown(String),
+    /// A parameter given more than once (its name).
     #[error("parameter '{0}' is given more than once")]
     Repeated(String),
+    /// A `%` escape is malformed or the decoded bytes are not UTF-8.
     #[error("the query string is not valid percent-encoded UTF-8")]
     Encoding,
 }
@@ -47,7 +69,9 @@ pub struct Filters {
 /// A query parameter's value, typed for the driver.
 #[derive(Debug, Clone)]
 pub enum Param {
+    /// A text value (a date or a specialty).
     Text(String),
+    /// An integer value (a payer or location id).
     Int(i64),
 }
 

@@ -10,9 +10,11 @@ use super::queries::{FilterOptions, Group, QualityFigure, Summary, Totals};
 /// Whether the page is served (with a filter form) or written once as a static report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
+    /// Served by the dashboard server, with a filter form.
     Live,
     /// A static file; the text says when it was generated.
     Static {
+        /// When the report was generated, as shown on the page (e.g. `YYYY-MM-DD HH:MM UTC`).
         generated: String,
     },
 }

@@ -17,23 +17,34 @@ pub use html::Mode;
 pub use queries::{Cents, FilterOptions, Group, Rate, Summary, Totals};
 pub use server::Server;
 
-use crate::warehouse::Postgres;
-use crate::warehouse::postgres::WarehouseError;
+use crate::warehouse::{Loader, WarehouseError};
 
 /// Why the dashboard could not answer or start.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
+    /// The warehouse could not be connected to.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// A dashboard query failed (the driver's message), e.g. because the tables do not exist yet.
     #[error("warehouse query failed: {0} (has `healthetl init` created the tables?)")]
     Query(String),
+    /// A query returned a value the dashboard cannot read.
     #[error("unexpected value {value:?} in column {column}")]
-    Decode { column: &'static str, value: String },
+    Decode {
+        /// The result column.
+        column: &'static str,
+        /// The value as text, or the driver's error when it could not be read as text.
+        value: String,
+    },
+    /// The server could not listen on its address.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: std::net::SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The server's task ended abnormally (panicked or was cancelled).
     #[error("the dashboard server stopped: {0}")]
     Stopped(String),
 }
@@ -41,7 +52,7 @@ pub enum DashboardError {
 /// The dashboard for `filters` as one self-contained HTML document (inline CSS and SVG, no script, no external
 /// reference), stamped with `generated`.
 pub async fn report(
-    warehouse: &mut Postgres,
+    warehouse: &mut dyn Loader,
     filters: &Filters,
     generated: String,
 ) -> Result<String, DashboardError> {
@@ -53,7 +64,7 @@ pub async fn report(
 
 /// Check that the warehouse answers the dashboard's queries (the tables exist), so that a misconfigured start fails
 /// at once instead of on the first page view.
-pub async fn check(warehouse: &mut Postgres) -> Result<(), DashboardError> {
+pub async fn check(warehouse: &mut dyn Loader) -> Result<(), DashboardError> {
     let client = warehouse.client().await?;
     queries::filter_options(client).await.map(|_| ())
 }
@@ -76,22 +87,8 @@ pub fn escape(s: &str) -> String {
 
 /// `YYYY-MM-DD HH:MM UTC` for seconds since the Unix epoch (civil-from-days, proleptic Gregorian).
 pub fn utc_timestamp(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    let (date, time) = crate::calendar::utc(secs);
+    format!("{date} {} UTC", &time[..5])
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::reporting::{
     POST_MONTH, SPECIALTY, TRANSACTIONS, UNKNOWN, aggregate_sql,
 };
 use crate::schema::quote_ident;
-use crate::warehouse::postgres::describe;
+use crate::warehouse::describe;
 
 /// An exact amount in hundredths: cents of money, or hundredths of a CPT unit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,8 +122,11 @@ impl fmt::Display for Rate {
 /// The sums of one group of fact lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Fact lines (billing transactions).
     pub transactions: i64,
+    /// Sum of CPT units, in hundredths of a unit.
     pub cpt_units: Cents,
+    /// Sum of gross charges.
     pub gross_charges: Cents,
     /// As stored: negative.
     pub payments: Cents,
@@ -172,7 +175,9 @@ impl Totals {
 pub struct Group {
     /// Dimension key (payer, location); `None` for labels without a key and for `unknown`.
     pub id: Option<i64>,
+    /// What the group is: the dimension's name, the specialty or CPT grouping, or the month (`YYYY-MM`).
     pub label: String,
+    /// The group's sums.
     pub totals: Totals,
 }
 
@@ -201,17 +206,23 @@ pub struct QualityFigure {
 /// Everything the dashboard shows for one set of filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// The filters the figures are for.
     pub filters: Filters,
+    /// The sums over the whole selection.
     pub totals: Totals,
     /// Earliest and latest post date in the selection (`YYYY-MM-DD`).
     pub first_post_date: Option<String>,
+    /// Latest post date in the selection (`YYYY-MM-DD`); `None` when it is empty.
     pub last_post_date: Option<String>,
     /// By month of post date (label `YYYY-MM`), in order.
     pub monthly: Vec<Group>,
     /// The breakdowns, each by gross charges, largest first.
     pub payers: Vec<Group>,
+    /// By provider specialty.
     pub specialties: Vec<Group>,
+    /// By location.
     pub locations: Vec<Group>,
+    /// By CPT grouping.
     pub cpt_groups: Vec<Group>,
     /// The data-quality figures of the whole warehouse (not filtered).
     pub quality: Vec<QualityFigure>,
@@ -250,8 +261,11 @@ impl Summary {
 /// The choices of the filter form: payers and locations by key, specialties by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterOptions {
+    /// `dim_payer_pk` and payer name, by name.
     pub payers: Vec<(i64, String)>,
+    /// `dim_location_pk` and location name, by name.
     pub locations: Vec<(i64, String)>,
+    /// The distinct provider specialties of `dim_physician`, in order.
     pub specialties: Vec<String>,
 }
 

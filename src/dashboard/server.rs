@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::filters::Filters;
 use super::html::{self, CSP, Mode};
 use super::{DashboardError, queries};
-use crate::warehouse::Postgres;
+use crate::warehouse::Loader;
 
 /// The longest request head accepted (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -26,7 +26,7 @@ const LINGER: Duration = Duration::from_millis(500);
 const MAX_CONNECTIONS: usize = 32;
 
 struct State {
-    warehouse: Mutex<Postgres>,
+    warehouse: Mutex<Box<dyn Loader>>,
     /// Bound to a loopback address: only accept `Host` headers that name one (defeats DNS rebinding).
     loopback: bool,
 }
@@ -39,7 +39,10 @@ pub struct Server {
 
 impl Server {
     /// Bind `addr` (port 0 picks a free port) and serve the dashboard over `warehouse` until dropped.
-    pub async fn start(warehouse: Postgres, addr: SocketAddr) -> Result<Server, DashboardError> {
+    pub async fn start(
+        warehouse: impl Into<Box<dyn Loader>>,
+        addr: SocketAddr,
+    ) -> Result<Server, DashboardError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| DashboardError::Bind { addr, source })?;
@@ -47,7 +50,7 @@ impl Server {
             .local_addr()
             .map_err(|source| DashboardError::Bind { addr, source })?;
         let state = Arc::new(State {
-            warehouse: Mutex::new(warehouse),
+            warehouse: Mutex::new(warehouse.into()),
             loopback: addr.ip().is_loopback(),
         });
         let task = tokio::spawn(accept_loop(listener, state));

@@ -152,26 +152,39 @@ impl Default for StreamLimits {
 /// `io::Error` from the stream to the record reader, which turns it into a refusal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamRefusal {
+    /// The object's name says gzip but its bytes do not start with the gzip magic number.
     #[error("the name ends in .gz but the bytes are not gzip")]
     NotGzip,
+    /// Decompression failed (the decoder's message): the gzip data is damaged or cut short.
     #[error("the gzip data is corrupt or truncated ({0}); upload the whole file again")]
     CorruptGzip(String),
+    /// The decompressed bytes are themselves gzip.
     #[error("the file is gzip inside gzip: decompress it once before uploading")]
     NestedGzip,
+    /// The bytes are a ZIP archive.
     #[error("the file is a ZIP archive, not CSV: extract the CSV files and upload those")]
     Zip,
+    /// The text is UTF-16 (which byte order and how it was recognised).
     #[error("the file is {0}, not UTF-8 or Windows-1252: save it as CSV UTF-8")]
     Utf16(&'static str),
+    /// The object is over [`StreamLimits::max_bytes`] after decompression.
     #[error(
         "the object is larger than {limit} bytes after decompression (the limit, MAX_OBJECT_BYTES, keeps a load \
          inside its time): split it into parts"
     )]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A gzip object expands more than [`StreamLimits::max_gzip_ratio`].
     #[error(
         "the gzip data expands more than {ratio}× (the limit, MAX_GZIP_RATIO, stops decompression bombs): \
          nothing loaded"
     )]
-    Ratio { ratio: u64 },
+    Ratio {
+        /// The limit on decompressed over compressed bytes.
+        ratio: u64,
+    },
 }
 
 impl StreamRefusal {
@@ -397,6 +410,7 @@ pub struct Counting<R> {
 }
 
 impl<R> Counting<R> {
+    /// Wrap `inner`, calling `on_read` with the byte count of every read.
     pub fn new(inner: R, on_read: Box<dyn FnMut(u64) + Send>) -> Self {
         Counting { inner, on_read }
     }

@@ -65,19 +65,36 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anomaly {
     /// A `"` inside a field that did not start with one (`ab"c`). `field` is 0-based.
-    BareQuote { field: usize },
+    BareQuote {
+        /// The field's index.
+        field: usize,
+    },
     /// Text between a closing quote and the next delimiter (`"ab"c`). `field` is 0-based.
-    TextAfterQuote { field: usize },
+    TextAfterQuote {
+        /// The field's index.
+        field: usize,
+    },
     /// The record's field data is longer than [`Limits::max_record_bytes`].
-    RecordTooLong { bytes: u64, limit: usize },
+    RecordTooLong {
+        /// The record's field data, in bytes.
+        bytes: u64,
+        /// The limit it is over, in bytes.
+        limit: usize,
+    },
     /// A field is longer than [`Limits::max_field_bytes`]. `field` is 0-based.
     FieldTooLong {
+        /// The field's index.
         field: usize,
+        /// The field's length, in bytes.
         bytes: u64,
+        /// The limit it is over, in bytes.
         limit: usize,
     },
     /// More fields than are kept; the record cannot match any header.
-    TooManyFields { fields: u64 },
+    TooManyFields {
+        /// How many fields the record has.
+        fields: u64,
+    },
 }
 
 impl Anomaly {
@@ -170,15 +187,23 @@ pub enum Refusal {
         "line {line}, column {column}: a quoted field opens here and is never closed (the rest of the file \
          would be one field): nothing loaded"
     )]
-    UnterminatedQuote { line: u64, column: usize },
+    UnterminatedQuote {
+        /// The 1-based line the quoted field opens on.
+        line: u64,
+        /// The 1-based position of that field in its record.
+        column: usize,
+    },
     /// Valid multi-byte UTF-8 and bytes that are not UTF-8 in one object.
     #[error(
         "line {line}: the file mixes UTF-8 text with bytes that are not UTF-8 (first {first} at line \
          {first_line}); re-save it in one encoding: nothing loaded"
     )]
     MixedEncoding {
+        /// The 1-based line of the record where the mixture was found.
         line: u64,
+        /// The kind of bytes seen first (`UTF-8`, `a byte that is not UTF-8`, or both in one record).
         first: &'static str,
+        /// The 1-based line where they were first seen.
         first_line: u64,
     },
 }

@@ -13,12 +13,20 @@ use crate::event::ObjectRef;
 pub enum S3SourceError {
     /// The object (or the version/ETag the event named) is gone: retrying will not help.
     #[error("s3://{bucket}/{key} no longer exists (or was replaced since the event)")]
-    Gone { bucket: String, key: String },
+    Gone {
+        /// The object's bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+    },
     /// Anything else (permissions, network); a retry may work.
     #[error("cannot read s3://{bucket}/{key}: {reason}")]
     Unreadable {
+        /// The object's bucket.
         bucket: String,
+        /// The object's key.
         key: String,
+        /// S3's error, with its context.
         reason: String,
     },
 }

@@ -6,26 +6,45 @@ use std::fmt;
 /// Why a field could not be cast. The message never contains the field's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CastError {
+    /// An integer column's field is not an optional sign followed by digits.
     #[error("is not an integer")]
     NotAnInteger,
+    /// An integer does not fit the column's type (named, e.g. `SMALLINT`).
     #[error("is out of range for {0}")]
     OutOfRange(&'static str),
+    /// A decimal column's field is not a number in an accepted money or unit format.
     #[error("is not a decimal number")]
     NotADecimal,
+    /// A decimal has more decimal places than the column's scale (given).
     #[error("has more than {0} decimal places")]
     TooManyDecimals(u8),
+    /// A decimal has more integer digits than the column allows (given: precision minus scale).
     #[error("has more than {0} integer digits")]
     TooManyIntegerDigits(u8),
+    /// A decimal's commas do not separate groups of three digits.
     #[error("has misplaced thousands separators")]
     BadThousands,
+    /// A date column's field is in none of the accepted formats.
     #[error("is not a date (YYYYMMDD, YYYY-MM-DD, M/D/YYYY or MM/DD/YYYY)")]
     NotADate,
+    /// A date is well formed but names no real day (e.g. month 13 or 30 February).
     #[error("is a date that does not exist")]
     NoSuchDate,
+    /// A text field is longer than its `VARCHAR` column.
     #[error("is {len} characters long, longer than the column's {max}")]
-    TooLong { len: usize, max: u32 },
+    TooLong {
+        /// The field's length in characters.
+        len: usize,
+        /// The column's maximum length in characters.
+        max: u32,
+    },
+    /// A text field contains a NUL byte, which the warehouse cannot store.
     #[error("contains a NUL byte")]
     NulByte,
+    /// The column's type is written by the loader, never read from a file (the ledger's).
+    #[error("is in a column of type {0}, which no file loads")]
+    NotLoadable(&'static str),
+    /// A primary-key field is empty.
     #[error("is empty but is the primary key")]
     NullPrimaryKey,
 }
@@ -45,6 +64,7 @@ impl CastError {
             CastError::TooLong { .. } => "varchar_length",
             CastError::NulByte => "nul_byte",
             CastError::NullPrimaryKey => "primary_key_null",
+            CastError::NotLoadable(_) => "not_loadable",
         }
     }
 }
@@ -82,7 +102,9 @@ pub fn integer(s: &str, min: i64, max: i64, type_name: &'static str) -> Result<i
 /// An exact decimal: `units` is the value times 10^scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Decimal {
+    /// The value times 10^`scale`, e.g. 123450 for 1234.50 at scale 2.
     pub units: i64,
+    /// Digits after the decimal point.
     pub scale: u8,
 }
 
@@ -172,8 +194,11 @@ fn integer_digits(s: &str) -> Result<String, CastError> {
 /// A calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Date {
+    /// Year, 1 to 9999.
     pub year: u16,
+    /// Month, 1 to 12.
     pub month: u8,
+    /// Day of the month, from 1.
     pub day: u8,
 }
 

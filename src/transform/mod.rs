@@ -16,16 +16,27 @@ pub use quality::{Quality, Tally};
 /// Why a header cannot be loaded into its table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    /// The file has no header line (or only an empty one).
     #[error("the file is empty: it has no header line")]
     Empty,
+    /// A column the table requires is not in the header.
     #[error("missing column '{column}' (table {table} needs it)")]
-    MissingColumn { column: String, table: String },
+    MissingColumn {
+        /// The column's source header.
+        column: String,
+        /// The warehouse table.
+        table: String,
+    },
+    /// Two header columns name the same table column.
     #[error(
         "column '{column}' appears more than once in the header (columns {first} and {second})"
     )]
     DuplicateColumn {
+        /// The table column's source header.
         column: String,
+        /// The 1-based position of its first occurrence.
         first: usize,
+        /// The 1-based position of the second.
         second: usize,
     },
 }
@@ -33,8 +44,8 @@ pub enum HeaderError {
 /// Where each table column is found in the file's records.
 #[derive(Debug, Clone)]
 pub struct HeaderMap {
-    /// For each table column, its index in a record.
-    pub indices: Vec<usize>,
+    /// For each table column, its index in a record (`None`: an optional column the file lacks, loaded as NULL).
+    pub indices: Vec<Option<usize>>,
     /// 1-based positions of header columns the table does not have (ignored, reported by position only: a header
     /// that lost its line end would otherwise print a patient's record).
     pub extra_columns: Vec<usize>,
@@ -109,6 +120,10 @@ pub fn map_header(table: &Table, header: &Fields<'_>) -> Result<HeaderMap, Heade
             .enumerate()
             .filter(|(_, h)| names.contains(h));
         let Some((idx, _)) = found.next() else {
+            if col.optional {
+                indices.push(None);
+                continue;
+            }
             return Err(HeaderError::MissingColumn {
                 column: col.source.to_string(),
                 table: table.name.clone(),
@@ -123,7 +138,7 @@ pub fn map_header(table: &Table, header: &Fields<'_>) -> Result<HeaderMap, Heade
         }
         used[idx] = true;
         shown[idx] = col.source.to_string();
-        indices.push(idx);
+        indices.push(Some(idx));
     }
     let extra_columns = used
         .iter()
@@ -142,11 +157,14 @@ pub fn map_header(table: &Table, header: &Fields<'_>) -> Result<HeaderMap, Heade
 /// One rejected row: where, which column and which rule. Never the value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reject {
+    /// The 1-based line the record starts on.
     pub line: u64,
     /// The schema's source header of the offending column (or `column N` for a column the table does not have),
     /// `None` for row-level problems. Never the file's own header text.
     pub column: Option<String>,
+    /// The rule that failed, machine-readable (e.g. `integer`, `field_count`; see [`CastError::rule`]).
     pub rule: &'static str,
+    /// What is wrong, in words, without the value.
     pub reason: String,
 }
 
@@ -292,7 +310,10 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
             if i > 0 {
                 out.push(F::SEPARATOR);
             }
-            let raw = fields.get(idx);
+            let raw = match idx {
+                Some(idx) => fields.get(idx),
+                None => "",
+            };
             let value = match col.ty {
                 ColumnType::Varchar(_) => raw,
                 _ => cast::trim(raw),
@@ -387,6 +408,11 @@ fn write_value<F: RowFormat>(
             F::text(cast::varchar(value, max)?, out);
             Ok(0)
         }
+        ColumnType::Text
+        | ColumnType::Boolean
+        | ColumnType::Timestamp
+        | ColumnType::Json
+        | ColumnType::Serial => Err(CastError::NotLoadable("ledger")),
     }
 }
 
@@ -440,6 +466,8 @@ pub const REJECT_COLUMNS: [&str; 5] = [
 ];
 
 impl<W: Write> RejectWriter<W> {
+    /// A writer into `inner` for rejects of `source` (the object's name), writing the header line at once: the
+    /// [`REJECT_COLUMNS`], then the file's own `header`.
     pub fn new(inner: W, source: &str, header: &[String]) -> io::Result<Self> {
         let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(inner);
         let head: Vec<&str> = REJECT_COLUMNS
@@ -468,6 +496,7 @@ impl<W: Write> RejectWriter<W> {
         self.writer.write_record(row).map_err(io::Error::other)
     }
 
+    /// Flush the rows written and give back the inner writer.
     pub fn finish(self) -> io::Result<W> {
         self.writer
             .into_inner()
@@ -478,8 +507,11 @@ impl<W: Write> RejectWriter<W> {
 /// Counters kept while transforming one object; bounded in size whatever the file's length.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TransformStats {
+    /// Records read (the header excluded).
     pub rows_read: u64,
+    /// Records cast into rows.
     pub rows_accepted: u64,
+    /// Records rejected.
     pub rows_rejected: u64,
     /// Whether the staged rows' keys strictly increase (then they hold no duplicates and need no sort).
     pub keys_increasing: bool,
@@ -493,6 +525,7 @@ pub struct TransformStats {
 pub const REPORTED_REJECTS: usize = 20;
 
 impl TransformStats {
+    /// No rows yet (keys count as increasing until a row says otherwise).
     pub fn new() -> Self {
         TransformStats {
             keys_increasing: true,
@@ -500,6 +533,7 @@ impl TransformStats {
         }
     }
 
+    /// Count one rejection: in the total, by column and rule, and among the first [`REPORTED_REJECTS`].
     pub fn record_reject(&mut self, reject: &Reject) {
         self.rows_rejected += 1;
         let key = format!(
@@ -554,7 +588,7 @@ mod tests {
             &cows(&["Location Name", "notes", "DIM_LOCATION_PK"]).as_fields(),
         )
         .unwrap();
-        assert_eq!(m.indices, [2, 0]);
+        assert_eq!(m.indices, [Some(2), Some(0)]);
         assert_eq!(m.extra_columns, [2]);
         assert_eq!(
             describe_extra_columns(&m.extra_columns).as_deref(),

@@ -110,6 +110,7 @@ impl KeyCounts {
 pub struct KeyTally<'a> {
     /// Index of the column in its table.
     pub column: usize,
+    /// The rows per key value; `None` when the column could not be counted within the tally's bounds.
     pub counts: Option<&'a KeyCounts>,
 }
 

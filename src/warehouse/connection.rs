@@ -9,13 +9,16 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::postgres::{WarehouseError, describe};
+use super::error::{WarehouseError, describe};
 
 /// A database user and a temporary password, valid until `expires_at`.
 #[derive(Clone)]
 pub struct DbCredentials {
+    /// The database user the credentials are for.
     pub user: String,
+    /// The temporary password (never logged).
     pub password: String,
+    /// When the password stops working.
     pub expires_at: SystemTime,
 }
 

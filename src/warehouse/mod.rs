@@ -1,39 +1,42 @@
-//! Warehouse: the statements that create the star schema and ledger, stage a load, merge it into its table and
-//! record it — built only from the schema declaration, never from input — and one loader per dialect:
-//! [`postgres`] (COPY FROM STDIN) and [`redshift`] (gzip parts staged in S3, COPY FROM the manifest).
+//! Warehouse: one seam ([`Loader`], [`Load`], [`RowSink`]) that every dialect implements, one factory
+//! ([`connect`]) that builds the configured one, and what the dialects share (errors, TLS, the connection, the
+//! dictionary's column comments, schema migrations). Each dialect is one folder owning its SQL — built only from
+//! the schema declaration, never from input —, its row sink and its retry rules: [`postgres`] (COPY FROM STDIN)
+//! and [`redshift`] (gzip parts staged in S3, COPY FROM the manifest).
 
+pub mod connect;
 pub mod connection;
+pub mod error;
+pub mod load;
+pub mod migrate;
 pub mod postgres;
 pub mod redshift;
+pub mod tls;
 
-use crate::schema::{Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
+use crate::schema::{ColumnType, SCHEMA, quote_ident};
 
+pub use connect::{ConnectPlan, Connector, connect};
+pub use error::{WarehouseError, describe};
+pub use load::{
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
+    NothingBeforeCommit, RowEncoding, RowSink, SinkError,
+};
 pub use postgres::Postgres;
 pub use redshift::Redshift;
 
-/// The configured warehouse: one dialect, both driven through tokio-postgres from the same schema declaration.
-pub enum Warehouse {
-    Postgres(Box<Postgres>),
-    Redshift(Box<Redshift>),
-}
+/// The configured warehouse, whichever its dialect.
+pub type Warehouse = Box<dyn Loader>;
 
-impl Warehouse {
-    /// Create schemas, tables and the ledger in this dialect (idempotent).
-    pub async fn init(&mut self) -> Result<(), postgres::WarehouseError> {
-        match self {
-            Warehouse::Postgres(pg) => pg.init().await,
-            Warehouse::Redshift(rs) => rs.init().await,
-        }
+impl From<Postgres> for Box<dyn Loader> {
+    fn from(pg: Postgres) -> Self {
+        Box::new(pg)
     }
 }
 
-/// What a load came to.
-#[derive(Debug, Clone)]
-pub enum LoadOutcome {
-    Loaded(postgres::Committed),
-    /// The ledger already had this object, by its quick identity or its content (another worker loaded it
-    /// meanwhile, or the same bytes arrived under another name or compression).
-    AlreadyLoaded,
+impl From<Redshift> for Box<dyn Loader> {
+    fn from(rs: Redshift) -> Self {
+        Box::new(rs)
+    }
 }
 
 /// The data dictionary's rows, for turning its definitions into column comments.
@@ -102,16 +105,23 @@ pub struct LedgerLimits {
 }
 
 impl LedgerLimits {
-    /// PostgreSQL: `source TEXT`, `object_identity VARCHAR(256)`.
-    pub const POSTGRES: LedgerLimits = LedgerLimits {
-        source_bytes: usize::MAX,
-        identity_bytes: 256,
-    };
-    /// Redshift: `VARCHAR(4096)` and `VARCHAR(1024)` (Redshift counts bytes).
-    pub const REDSHIFT: LedgerLimits = LedgerLimits {
-        source_bytes: 4096,
-        identity_bytes: 1024,
-    };
+    /// The limits of the declared ledger's `source` and `object_identity` columns when a column of type `ty`
+    /// holds at most `bytes(ty)` bytes (`None`: unbounded).
+    pub fn of_declared_ledger(bytes: fn(ColumnType) -> Option<usize>) -> LedgerLimits {
+        let limit = |name: &str| {
+            SCHEMA
+                .ledger
+                .columns
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| bytes(c.ty))
+                .unwrap_or(usize::MAX)
+        };
+        LedgerLimits {
+            source_bytes: limit("source"),
+            identity_bytes: limit("object_identity"),
+        }
+    }
 
     /// Why `source` and `identity` do not fit, if they do not.
     pub fn check(&self, source: &str, identity: &str) -> Option<String> {
@@ -133,48 +143,6 @@ impl LedgerLimits {
     }
 }
 
-impl From<Postgres> for Warehouse {
-    fn from(pg: Postgres) -> Self {
-        Warehouse::Postgres(Box::new(pg))
-    }
-}
-
-impl From<Redshift> for Warehouse {
-    fn from(rs: Redshift) -> Self {
-        Warehouse::Redshift(Box::new(rs))
-    }
-}
-
-/// Work that must succeed before a load commits — publishing its rejected rows and report, so that a committed
-/// load never leaves them only as counts. It is given the load's final figures; an error rolls the load back.
-pub trait BeforeCommit: Sync {
-    /// Run once the load is complete but not yet committed (again on each retry of the transaction).
-    fn before_commit<'a>(
-        &'a self,
-        done: &'a postgres::Committed,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
-}
-
-/// Nothing to do before committing.
-pub struct NothingBeforeCommit;
-
-impl BeforeCommit for NothingBeforeCommit {
-    fn before_commit<'a>(
-        &'a self,
-        _done: &'a postgres::Committed,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// A piece of COPY text for one load: rows appended straight into the table (no line column), or rows for the
-/// staging table (with the line column). Once a load stages, it never appends again.
-#[derive(Debug)]
-pub enum CopyChunk {
-    Append(bytes::Bytes),
-    Stage(bytes::Bytes),
-}
-
 /// The name of the per-transaction staging table (a temporary table, dropped at commit or rollback).
 pub const STAGING: &str = "healthetl_staging";
 /// The column holding each staged row's source line, used to keep the last of duplicate keys.
@@ -182,251 +150,30 @@ pub const LINE_COLUMN: &str = "_source_line";
 
 /// The fully qualified ledger table.
 pub fn ledger() -> String {
-    format!("{}.{}", quote_ident(ETL_SCHEMA), quote_ident("load_log"))
-}
-
-/// Statements that create schemas, tables and the ledger; each is idempotent.
-pub fn init_statements() -> Vec<String> {
-    let mut stmts = vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
-    ];
-    stmts.extend(SCHEMA.all_tables().map(Table::create_sql));
-    stmts.push(format!(
-        "CREATE TABLE IF NOT EXISTS {} (
-    load_id BIGSERIAL PRIMARY KEY,
-    source TEXT NOT NULL,
-    object_identity VARCHAR(256) NOT NULL,
-    table_name VARCHAR(64) NOT NULL,
-    status VARCHAR(16) NOT NULL,
-    rows_read BIGINT NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    rows_rejected BIGINT NOT NULL,
-    rows_duplicate BIGINT NOT NULL,
-    forced BOOLEAN NOT NULL,
-    encoding VARCHAR(16) NOT NULL,
-    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
-    content_sha256 VARCHAR(64),
-    quality JSONB,
-    started_at TIMESTAMPTZ NOT NULL,
-    finished_at TIMESTAMPTZ NOT NULL
-)",
-        ledger()
-    ));
-    // Ledgers created before sources were TEXT held VARCHAR(2048): widening is a catalog change, no rewrite.
-    stmts.push(format!(
-        "ALTER TABLE {} ALTER COLUMN source TYPE TEXT",
-        ledger()
-    ));
-    // Ledgers from before routing by header: every earlier load was routed by name.
-    stmts.push(format!(
-        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS routed_by VARCHAR(16) NOT NULL DEFAULT 'name'",
-        ledger()
-    ));
-    // Ledgers from before content identity and quality figures: those loads have neither (NULL).
-    stmts.push(format!(
-        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS content_sha256 VARCHAR(64), \
-         ADD COLUMN IF NOT EXISTS quality JSONB",
-        ledger()
-    ));
-    stmts.push(format!(
-        "CREATE INDEX IF NOT EXISTS load_log_identity ON {} (object_identity, table_name)",
-        ledger()
-    ));
-    stmts.push(format!(
-        "CREATE INDEX IF NOT EXISTS load_log_content ON {} (content_sha256, table_name)",
-        ledger()
-    ));
-    stmts
-}
-
-/// Create the staging table for one load: the target's columns and types, no keys, plus the source line.
-pub fn create_staging_sql(table: &Table) -> String {
-    format!(
-        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA;
-ALTER TABLE {} ADD COLUMN {} BIGINT",
-        quote_ident(STAGING),
-        table.qualified(),
-        quote_ident(STAGING),
-        quote_ident(LINE_COLUMN)
-    )
-}
-
-/// `COPY … FROM STDIN` into the staging table, text format.
-pub fn copy_sql(table: &Table) -> String {
-    format!(
-        "COPY {} ({}, {}) FROM STDIN",
-        quote_ident(STAGING),
-        table.column_list(),
-        quote_ident(LINE_COLUMN)
-    )
-}
-
-/// Serialize loads of one table: self-conflicting, but readers are not blocked.
-pub fn lock_sql(table: &Table) -> String {
-    format!(
-        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-        table.qualified()
-    )
-}
-
-/// `COPY … FROM STDIN` straight into the target (the append fast path: no staging, no merge).
-pub fn copy_direct_sql(table: &Table) -> String {
-    format!(
-        "COPY {} ({}) FROM STDIN",
-        table.qualified(),
-        table.column_list()
-    )
-}
-
-/// The largest key already in the table (NULL when empty), to decide whether a file can be appended directly.
-pub fn max_key_sql(table: &Table) -> String {
-    format!(
-        "SELECT max({}) FROM {}",
-        quote_ident(&table.primary_key().name),
-        table.qualified()
-    )
-}
-
-/// Whether a table's key allows the direct-append fast path (one integer key, compared to the table's maximum).
-pub fn supports_direct_append(table: &Table) -> bool {
-    table.key.len() == 1 && table.primary_key().ty == ColumnType::BigInt
-}
-
-/// Delete the target rows the staged rows replace. Returns the count deleted, and of those the count with a key
-/// above `$1` (rows appended directly earlier in the same load; only for tables that support direct append).
-pub fn delete_replaced_sql(table: &Table) -> String {
-    let pk = quote_ident(&table.primary_key().name);
-    let appended = if supports_direct_append(table) {
-        "count(*) FILTER (WHERE k > $1)::BIGINT"
-    } else {
-        "0::BIGINT"
-    };
-    format!(
-        "WITH d AS (DELETE FROM {} t USING {} s WHERE {} RETURNING t.{pk} AS k) \
-         SELECT count(*)::BIGINT, {appended} FROM d",
-        table.qualified(),
-        quote_ident(STAGING),
-        table.key_equal("t", "s"),
-    )
-}
-
-/// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key is kept; a
-/// staging segment whose keys strictly increase has no duplicates and skips the sort.
-pub fn insert_staged_sql(table: &Table, dedupe: bool) -> String {
-    let cols = table.column_list();
-    let pk = table.key_list();
-    let select = if dedupe {
-        format!(
-            "SELECT DISTINCT ON ({pk}) {cols} FROM {} ORDER BY {pk}, {} DESC",
-            quote_ident(STAGING),
-            quote_ident(LINE_COLUMN)
-        )
-    } else {
-        format!("SELECT {cols} FROM {}", quote_ident(STAGING))
-    };
-    format!("INSERT INTO {} ({cols}) {select}", table.qualified())
-}
-
-/// Whether an object with this quick identity (`$1`) or this content (`$3`, SHA-256 hex or NULL) has already been
-/// loaded into this table (`$2`).
-pub fn ledger_lookup_sql() -> String {
-    format!(
-        "SELECT load_id FROM {} WHERE table_name = $2 AND status = 'loaded' \
-         AND (object_identity = $1 OR content_sha256 = $3) LIMIT 1",
-        ledger()
-    )
-}
-
-/// A dimension's keys that a load counted densely (`0 <= key < $1`), as the tally's values: the key itself, or
-/// days since 1970-01-01 for dates. Streamed by the loader (the dimension's key index, read in order).
-pub fn dense_dimension_keys_sql(column: &Column, dim: &Table) -> String {
-    let key = quote_ident(&dim.primary_key().name);
-    match column.ty {
-        ColumnType::Date => format!(
-            "SELECT (d.{key} - DATE '1970-01-01')::BIGINT FROM {} d \
-             WHERE d.{key} >= DATE '1970-01-01' AND d.{key} < DATE '1970-01-01' + $1::BIGINT::INTEGER",
-            dim.qualified()
-        ),
-        _ => format!(
-            "SELECT d.{key} FROM {} d WHERE d.{key} >= 0 AND d.{key} < $1::BIGINT",
-            dim.qualified()
-        ),
-    }
-}
-
-/// The rows whose key (`$1`, with `$2` rows each; tally values) has a row in dimension `dim` now: for the keys a
-/// load counted outside the dense range.
-pub fn matched_sparse_rows_sql(column: &Column, dim: &Table) -> String {
-    let key = quote_ident(&dim.primary_key().name);
-    let value = match column.ty {
-        ColumnType::Date => "DATE '1970-01-01' + u.k::INTEGER",
-        _ => "u.k",
-    };
-    format!(
-        "SELECT COALESCE(SUM(u.n), 0)::BIGINT FROM unnest($1::BIGINT[], $2::BIGINT[]) AS u(k, n) \
-         WHERE EXISTS (SELECT 1 FROM {} d WHERE d.{key} = {value})",
-        dim.qualified()
-    )
-}
-
-/// Where a PostgreSQL load's rows are before its merge: appended straight into the table (keys above `$1`), in the
-/// staging table, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadRows {
-    pub appended: bool,
-    pub staged: bool,
-}
-
-/// The load's rows whose `column` has no row in `dim`, counted from the rows themselves (before the merge): for a
-/// column the loader could not tally within its bounds. `$1` is the table's largest key before the load when
-/// rows were appended.
-pub fn orphan_rows_of_load_sql(
-    table: &Table,
-    column: &Column,
-    dim: &Table,
-    rows: LoadRows,
-) -> String {
-    let orphan = |alias: &str| crate::schema::orphan_condition(alias, column, dim);
-    let mut counts = Vec::new();
-    if rows.appended {
-        counts.push(format!(
-            "(SELECT count(*) FROM {} f WHERE f.{} > $1 AND {})",
-            table.qualified(),
-            quote_ident(&table.primary_key().name),
-            orphan("f")
-        ));
-    }
-    if rows.staged {
-        counts.push(format!(
-            "(SELECT count(*) FROM {} s WHERE {})",
-            quote_ident(STAGING),
-            orphan("s")
-        ));
-    }
-    if counts.is_empty() {
-        counts.push("0".into());
-    }
-    format!("SELECT ({})::BIGINT", counts.join(" + "))
-}
-
-/// Record a committed load.
-pub fn ledger_insert_sql() -> String {
-    format!(
-        "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) \
-         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, now(), \
-         clock_timestamp()) RETURNING load_id",
-        ledger()
-    )
+    SCHEMA.ledger.qualified()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn payer() -> &'static Table {
-        SCHEMA.by_name("dim_payer").unwrap()
+    #[test]
+    fn each_dialects_ledger_limits_follow_the_declared_ledger() {
+        let pg = Postgres::with_config(tokio_postgres::Config::new(), None);
+        assert_eq!(
+            pg.ledger_limits(),
+            LedgerLimits {
+                source_bytes: usize::MAX,
+                identity_bytes: 256
+            }
+        );
+        assert_eq!(
+            LedgerLimits::of_declared_ledger(redshift::sql::text_bytes),
+            LedgerLimits {
+                source_bytes: 4096,
+                identity_bytes: 1024
+            }
+        );
     }
 
     #[test]
@@ -455,70 +202,5 @@ mod tests {
             "{}",
             rs[0]
         );
-    }
-
-    #[test]
-    fn composite_keys_delete_and_deduplicate_on_every_key_column() {
-        let d = &SCHEMA.dictionary;
-        let sql = delete_replaced_sql(d);
-        assert!(
-            sql.contains(
-                "t.\"table_name\" = s.\"table_name\" AND t.\"column_name\" = s.\"column_name\""
-            ),
-            "{sql}"
-        );
-        let sql = insert_staged_sql(d, true);
-        assert!(
-            sql.contains("DISTINCT ON (\"table_name\", \"column_name\")"),
-            "{sql}"
-        );
-        assert!(!supports_direct_append(d));
-    }
-
-    #[test]
-    fn insert_without_duplicates_skips_the_sort() {
-        assert_eq!(
-            insert_staged_sql(payer(), false),
-            "INSERT INTO \"health\".\"dim_payer\" (\"dim_payer_pk\", \"payer_name\") SELECT \"dim_payer_pk\", \
-             \"payer_name\" FROM \"healthetl_staging\""
-        );
-    }
-
-    #[test]
-    fn insert_with_duplicates_keeps_the_last_line() {
-        let sql = insert_staged_sql(payer(), true);
-        assert!(
-            sql.contains("SELECT DISTINCT ON (\"dim_payer_pk\")")
-                && sql.contains("ORDER BY \"dim_payer_pk\", \"_source_line\" DESC"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn replaced_rows_are_deleted_by_key() {
-        let sql = delete_replaced_sql(payer());
-        assert!(
-            sql.contains("DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_staging\" s WHERE t.\"dim_payer_pk\" = s.\"dim_payer_pk\""),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn copy_lists_the_table_columns_then_the_line() {
-        assert_eq!(
-            copy_sql(payer()),
-            "COPY \"healthetl_staging\" (\"dim_payer_pk\", \"payer_name\", \"_source_line\") FROM STDIN"
-        );
-    }
-
-    #[test]
-    fn init_creates_both_schemas_every_table_and_the_ledger() {
-        let all = init_statements().join(";\n");
-        assert!(all.contains("CREATE SCHEMA IF NOT EXISTS \"health\""));
-        assert!(all.contains("CREATE SCHEMA IF NOT EXISTS \"etl\""));
-        for t in &SCHEMA.tables {
-            assert!(all.contains(&t.qualified()), "{}", t.name);
-        }
-        assert!(all.contains("\"etl\".\"load_log\""));
     }
 }

@@ -145,7 +145,7 @@ impl TestDb {
     /// A new loader connection to this database, initialized (idempotent).
     pub async fn warehouse(&self) -> healthetl::warehouse::Postgres {
         let mut pg = healthetl::warehouse::Postgres::new(&self.url).expect("test URL parses");
-        within("init", pg.init()).await.expect("init succeeds");
+        within("init", init(&mut pg)).await.expect("init succeeds");
         pg
     }
 
@@ -310,19 +310,40 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
+    let env: Vec<(&str, &str)> = database_url
+        .map(|u| ("DATABASE_URL", u))
+        .into_iter()
+        .collect();
+    run_bin_with(&env, cwd, args).await
+}
+
+/// Run the binary with exactly these connection settings in its environment (no `DATABASE_URL`, `PG*`, `DB_*` or
+/// `WAREHOUSE_DIALECT` of the machine running the tests).
+pub async fn run_bin_with<I, S>(env: &[(&str, &str)], cwd: &Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
     let mut command = Command::new(env!("CARGO_BIN_EXE_healthetl"));
     command
         .args(args.into_iter().map(Into::into))
         .current_dir(cwd)
         .env_remove("RUST_LOG")
         .env_remove("LOG_FORMAT")
+        .env_remove("WAREHOUSE_DIALECT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    match database_url {
-        Some(url) => command.env("DATABASE_URL", url),
-        None => command.env_remove("DATABASE_URL"),
-    };
+    // Only what the test passes: no PG* or DB_* settings of the machine running the tests.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PG") || name.starts_with("DB_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("DATABASE_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
     let shown = format!("{command:?}");
     tokio::task::spawn_blocking(move || run_with_limit(command, &shown))
         .await
@@ -375,4 +396,13 @@ fn run_with_limit(mut command: Command, shown: &str) -> Output {
         panic!("{shown} did not finish within {STEP_LIMIT:?}: it hangs (killed)\n{output:#?}");
     }
     output
+}
+
+/// `init` with the reporting views, as the commands run it.
+pub async fn init(
+    warehouse: &mut dyn healthetl::warehouse::Loader,
+) -> Result<healthetl::warehouse::migrate::Migrated, healthetl::warehouse::WarehouseError> {
+    warehouse
+        .init(&healthetl::reporting::view_statements())
+        .await
 }

@@ -11,9 +11,13 @@ pub const DURATION_SECONDS: i32 = 3600;
 
 /// `GetClusterCredentials` for one database user of a provisioned cluster (the user must exist: no auto-create).
 pub struct ClusterCredentials {
+    /// The Redshift API client.
     pub client: aws_sdk_redshift::Client,
+    /// The provisioned cluster.
     pub cluster_id: String,
+    /// The database user to get credentials for.
     pub db_user: String,
+    /// The database.
     pub db_name: String,
 }
 
@@ -51,8 +55,11 @@ impl CredentialSource for ClusterCredentials {
 /// redshift-serverless `GetCredentials` for a workgroup: the database user is derived from the caller's IAM
 /// identity (`IAMR:<role>`).
 pub struct ServerlessCredentials {
+    /// The Redshift Serverless API client.
     pub client: aws_sdk_redshiftserverless::Client,
+    /// The workgroup.
     pub workgroup: String,
+    /// The database.
     pub db_name: String,
 }
 

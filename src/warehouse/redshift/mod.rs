@@ -13,13 +13,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio_postgres::{SimpleQueryMessage, Transaction};
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, SimpleQueryMessage, Transaction};
 
 use super::connection::Connection;
-use super::postgres::{Committed, LedgerEntry, WarehouseError, describe};
+use super::error::{WarehouseError, describe};
+use super::load::{
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
+    RowEncoding, RowSink, SinkError,
+};
+use super::migrate::{self, Migrated};
+use super::{LedgerLimits, comment_columns_from_dictionary};
+use crate::calendar::timestamptz;
 use crate::schema::{DATA_SCHEMA, ETL_SCHEMA, Table, quote_ident};
-use crate::transform::Quality;
-use staging::{PartFile, StagedLoad, bucket_of, timestamptz};
+use crate::transform::{KeyOrder, Quality, TransformStats, end_csv_row};
+use staging::{PartFile, PartWriter, StagedLoad, bucket_of, load_id};
 
 /// Parts per load when the slice count cannot be read (e.g. Serverless without access to `stv_slices`).
 pub const FALLBACK_PARTS: usize = 4;
@@ -35,6 +44,7 @@ pub type StatementFuture<'a> =
 /// sends them as they are; everything else the loader sends goes straight to the connection. The integration tests
 /// put a PostgreSQL stand-in here, and only here.
 pub trait RedshiftOnly: Send + Sync {
+    /// Run `statement` inside `tx`.
     fn execute<'a>(&'a self, tx: &'a Transaction<'a>, statement: &'a str) -> StatementFuture<'a>;
 }
 
@@ -90,6 +100,7 @@ pub struct RedshiftSettings {
     pub staging_prefix: String,
     /// Parts per load; `None`: one per slice of the cluster.
     pub parts: Option<usize>,
+    /// How a failed load transaction is retried.
     pub retry: RetryPolicy,
     /// Local directory for part files while they are written.
     pub work_dir: PathBuf,
@@ -154,10 +165,8 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AttemptErr
     move |error| AttemptError::Db { context, error }
 }
 
-pub use super::LoadOutcome;
-
 /// One object's load: its staged part files and ledger facts.
-pub struct LoadRequest<'a> {
+struct LoadRequest<'a> {
     /// Names the S3 folder of the parts.
     pub load_id: &'a str,
     /// The object's URI (its bucket is the default staging bucket).
@@ -168,7 +177,7 @@ pub struct LoadRequest<'a> {
     pub entry: LedgerEntry<'a>,
     pub started: SystemTime,
     /// Run before the transaction commits; its failure rolls the load back (not retried here).
-    pub before_commit: &'a dyn super::BeforeCommit,
+    pub before_commit: &'a dyn BeforeCommit,
 }
 
 /// The Redshift warehouse: a connection, an S3 client for staging, and the statements only Redshift runs.
@@ -181,6 +190,7 @@ pub struct Redshift {
 }
 
 impl Redshift {
+    /// The loader over `connection`, staging through `s3`.
     pub fn new(connection: Connection, s3: aws_sdk_s3::Client, settings: RedshiftSettings) -> Self {
         Redshift {
             connection,
@@ -197,16 +207,18 @@ impl Redshift {
         self
     }
 
+    /// Its settings.
     pub fn settings(&self) -> &RedshiftSettings {
         &self.settings
     }
 
-    /// Create schemas, tables and the ledger (idempotent), retried like a load: concurrent cold starts may race.
-    pub async fn init(&mut self) -> Result<(), WarehouseError> {
+    /// Create or migrate schemas, tables and the ledger, then run the reporting statements (idempotent), retried
+    /// like a load: concurrent cold starts may race.
+    async fn init_with(&mut self, reporting: &[String]) -> Result<Migrated, WarehouseError> {
         let mut attempt = 1;
         loop {
-            let failure = match self.init_once().await {
-                Ok(()) => return Ok(()),
+            let failure = match self.init_once(reporting).await {
+                Ok(migrated) => return Ok(migrated),
                 Err(e) => e,
             };
             self.after_failure(failure, attempt, "init").await?;
@@ -214,7 +226,7 @@ impl Redshift {
         }
     }
 
-    async fn init_once(&mut self) -> Result<(), AttemptError> {
+    async fn init_once(&mut self, reporting: &[String]) -> Result<Migrated, AttemptError> {
         let server = self.server.clone();
         let client = self
             .connection
@@ -222,6 +234,9 @@ impl Redshift {
             .await
             .map_err(AttemptError::Connect)?;
         let tx = client.transaction().await.map_err(db("starting init"))?;
+        let from = migrate::current_version(&tx)
+            .await
+            .map_err(AttemptError::Fatal)?;
         for schema in [DATA_SCHEMA, ETL_SCHEMA] {
             tx.batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}",
@@ -240,27 +255,27 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
-        for (column, add) in sql::ledger_added_columns() {
-            let present = count_with(&tx, &sql::ledger_has_column(), column)
-                .await
-                .map_err(db("reading the ledger's columns"))?;
-            if present == 0 {
-                tx.batch_execute(&add)
-                    .await
-                    .map_err(db("adding a column to the ledger"))?;
-            }
-        }
-        for stmt in crate::reporting::view_statements() {
-            tx.batch_execute(&stmt)
+        tx.batch_execute(&migrate::create_version_table_sql())
+            .await
+            .map_err(db("creating the schema version table"))?;
+        let migrated = migrate::add_missing_columns(&tx, sql::column_type, from)
+            .await
+            .map_err(AttemptError::Fatal)?;
+        for stmt in reporting {
+            tx.batch_execute(stmt)
                 .await
                 .map_err(db("creating the reporting views"))?;
         }
-        tx.commit().await.map_err(db("committing init"))
+        migrate::record_version(&tx, &migrated)
+            .await
+            .map_err(AttemptError::Fatal)?;
+        tx.commit().await.map_err(db("committing init"))?;
+        Ok(migrated)
     }
 
     /// Whether the ledger already has this identity for this table: a cheap check before parsing and staging.
     /// Best effort (`false` on any error): the check inside the load transaction is the one that counts.
-    pub async fn already_loaded(
+    async fn already_loaded(
         &mut self,
         table: &Table,
         identity: &str,
@@ -314,7 +329,7 @@ impl Redshift {
     }
 
     /// Upload the parts, load them in one transaction (retried), and remove the staged objects whatever happened.
-    pub async fn load(
+    async fn load(
         &mut self,
         table: &Table,
         request: &LoadRequest<'_>,
@@ -496,7 +511,7 @@ impl Redshift {
         };
         let rows_duplicate = staged_rows.saturating_sub(rows_loaded);
         if table.kind == crate::schema::TableKind::Dictionary {
-            super::comment_columns_from_dictionary(&tx, false)
+            comment_columns_from_dictionary(&tx, false)
                 .await
                 .map_err(db("commenting columns from the data dictionary"))?;
         }
@@ -556,13 +571,199 @@ impl Redshift {
     }
 }
 
-/// A count from a query with one text parameter.
-async fn count_with(
-    tx: &Transaction<'_>,
-    statement: &str,
-    param: &str,
-) -> Result<i64, tokio_postgres::Error> {
-    Ok(tx.query_one(statement, &[&param]).await?.get(0))
+impl Loader for Redshift {
+    fn dialect(&self) -> &'static str {
+        "redshift"
+    }
+
+    fn ledger_limits(&self) -> LedgerLimits {
+        LedgerLimits::of_declared_ledger(sql::text_bytes)
+    }
+
+    fn init<'a>(
+        &'a mut self,
+        reporting: &'a [String],
+    ) -> BoxFuture<'a, Result<Migrated, WarehouseError>> {
+        Box::pin(self.init_with(reporting))
+    }
+
+    fn is_current(&mut self) -> BoxFuture<'_, Result<bool, WarehouseError>> {
+        Box::pin(async move { migrate::is_current(&*self.connection.client().await?).await })
+    }
+
+    fn client(&mut self) -> BoxFuture<'_, Result<&mut Client, WarehouseError>> {
+        Box::pin(self.connection.client())
+    }
+
+    /// A cheap ledger check (the one under the lock comes at commit), then a folder for this load's parts.
+    fn begin<'a>(
+        &'a mut self,
+        request: BeginLoad<'a>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>> {
+        Box::pin(async move {
+            let table = request.table;
+            // A local file has no bucket of its own: say so before it is read, not after it was cast.
+            if self.settings.staging_bucket.is_none() && bucket_of(request.source).is_none() {
+                return Err(WarehouseError::Staging(format!(
+                    "{} is not in S3 and no STAGING_BUCKET is configured",
+                    crate::route::escape_text(request.source)
+                )));
+            }
+            if !request.force
+                && self
+                    .already_loaded(table, request.identity, request.content_sha256)
+                    .await
+            {
+                return Ok(None);
+            }
+            let wanted = self.parts_wanted().await;
+            let started = SystemTime::now();
+            let load_id = load_id(&table.name, request.identity, started);
+            let dir = self.settings.work_dir.join(&load_id);
+            Ok(Some(Box::new(RedshiftLoad {
+                redshift: self,
+                table,
+                load_id,
+                dir,
+                wanted,
+                started,
+                parts: None,
+            }) as Box<dyn Load + 'a>))
+        })
+    }
+}
+
+/// One object's Redshift load: its rows go into gzip CSV part files while the object is parsed; the commit stages
+/// them in S3 and runs the load transaction. The part files are removed when the load ends, whatever happened.
+struct RedshiftLoad<'a> {
+    redshift: &'a mut Redshift,
+    table: &'static Table,
+    load_id: String,
+    dir: PathBuf,
+    wanted: usize,
+    started: SystemTime,
+    /// The finished part files, sent by the sink when the last row is written.
+    parts: Option<oneshot::Receiver<Vec<PartFile>>>,
+}
+
+impl Drop for RedshiftLoad<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Load for RedshiftLoad<'_> {
+    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
+        let parts = PartWriter::new(&self.dir, self.wanted)
+            .map_err(|e| WarehouseError::Staging(format!("cannot write staged parts: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        self.parts = Some(rx);
+        Ok(Box::new(PartSink {
+            parts: Some(parts),
+            done: Some(tx),
+            last_key: None,
+            scratch: Vec::new(),
+        }))
+    }
+
+    fn receive(&mut self) -> BoxFuture<'_, Result<(), WarehouseError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn commit<'b>(
+        mut self: Box<Self>,
+        commit: Commit<'b>,
+    ) -> BoxFuture<'b, Result<LoadOutcome, WarehouseError>>
+    where
+        Self: 'b,
+    {
+        Box::pin(async move {
+            let parts = match self.parts.take() {
+                Some(rx) => rx.await.map_err(|_| {
+                    WarehouseError::Staging("the staged parts were not finished".into())
+                })?,
+                None => Vec::new(),
+            };
+            let request = LoadRequest {
+                load_id: &self.load_id,
+                uri: commit.entry.source,
+                parts: &parts,
+                dedupe: commit.dedupe,
+                entry: commit.entry.clone(),
+                started: self.started,
+                before_commit: commit.before_commit,
+            };
+            let table = self.table;
+            self.redshift.load(table, &request).await
+        })
+    }
+}
+
+/// The Redshift row sink: accepted rows as CSV into up to `wanted` gzip part files, noting whether keys stay
+/// strictly increasing (then the merge needs no de-duplication).
+struct PartSink {
+    parts: Option<PartWriter>,
+    done: Option<oneshot::Sender<Vec<PartFile>>>,
+    last_key: Option<KeyOrder>,
+    /// Where rows written after the finish go (never: the pipeline writes none), instead of a panic.
+    scratch: Vec<u8>,
+}
+
+impl PartSink {
+    fn writer(&mut self) -> Result<&mut PartWriter, SinkError> {
+        self.parts
+            .as_mut()
+            .ok_or_else(|| SinkError::Io("the part files are already finished".into()))
+    }
+}
+
+fn part_error(e: std::io::Error) -> SinkError {
+    SinkError::Io(format!("cannot write staged parts: {e}"))
+}
+
+impl RowSink for PartSink {
+    fn encoding(&self) -> RowEncoding {
+        RowEncoding::Csv
+    }
+
+    /// Redshift counts orphans from the staged rows itself; the tally keeps the balance figure.
+    fn tallies_keys(&self) -> bool {
+        false
+    }
+
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        match self.parts.as_mut() {
+            Some(p) => p.buffer(),
+            None => &mut self.scratch,
+        }
+    }
+
+    fn end_row(
+        &mut self,
+        _row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), SinkError> {
+        if self.last_key.is_some_and(|last| key <= last) {
+            stats.keys_increasing = false;
+        }
+        self.last_key = Some(key);
+        let writer = self.writer()?;
+        end_csv_row(writer.buffer(), line);
+        writer.end_row().map_err(part_error)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        let Some(parts) = self.parts.take() else {
+            return Ok(());
+        };
+        let files = parts.finish().map_err(part_error)?;
+        if let Some(done) = self.done.take() {
+            let _ = done.send(files);
+        }
+        Ok(())
+    }
 }
 
 /// Rows affected by a statement without parameters (simple query protocol, as Redshift reports them).

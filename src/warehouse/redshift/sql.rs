@@ -19,22 +19,39 @@
 //! check accepts fits; the check itself stays in the transform, in characters.
 
 use crate::schema::{
-    Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, TableKind, orphan_condition,
+    Column, ColumnType, DATA_SCHEMA, Distribution, ETL_SCHEMA, SCHEMA, Table, orphan_condition,
     quote_ident,
 };
 use crate::warehouse::{LINE_COLUMN, STAGING, ledger};
 
-/// The fact table's sort key column (see the module docs for the choice).
-pub const FACT_SORT_KEY: &str = "dim_date_post_pk";
-
 /// The largest `VARCHAR` Redshift accepts, in bytes.
 pub const MAX_VARCHAR_BYTES: u32 = 65535;
+
+/// Bytes of Redshift's spelling of unbounded text and JSON (the ledger's source URI and quality figures).
+pub const TEXT_BYTES: u32 = 4096;
 
 /// The Redshift spelling of a column type.
 pub fn column_type(ty: ColumnType) -> String {
     match ty {
         ColumnType::Varchar(chars) => format!("VARCHAR({})", varchar_bytes(chars)),
-        other => other.sql(),
+        ColumnType::Text | ColumnType::Json => format!("VARCHAR({TEXT_BYTES})"),
+        ColumnType::Serial => "BIGINT IDENTITY(1,1)".into(),
+        ColumnType::SmallInt
+        | ColumnType::Integer
+        | ColumnType::BigInt
+        | ColumnType::Numeric { .. }
+        | ColumnType::Date
+        | ColumnType::Boolean
+        | ColumnType::Timestamp => ty.sql(),
+    }
+}
+
+/// The most bytes a column of this type holds on Redshift (`None`: not text).
+pub fn text_bytes(ty: ColumnType) -> Option<usize> {
+    match ty {
+        ColumnType::Varchar(chars) => Some(varchar_bytes(chars) as usize),
+        ColumnType::Text | ColumnType::Json => Some(TEXT_BYTES as usize),
+        _ => None,
     }
 }
 
@@ -43,7 +60,7 @@ pub fn varchar_bytes(chars: u32) -> u32 {
     chars.saturating_mul(4).min(MAX_VARCHAR_BYTES)
 }
 
-/// How a table is distributed and sorted.
+/// How a table is distributed and sorted, as its declaration says (see the module docs for the choices).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableAttributes {
     /// `DISTSTYLE ALL`, or `DISTSTYLE KEY DISTKEY (column)`.
@@ -52,25 +69,15 @@ pub struct TableAttributes {
     pub sort_key: Vec<String>,
 }
 
-/// A Redshift distribution style.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Distribution {
-    All,
-    Key(String),
-}
-
-/// The attributes of one star-schema table (see the module docs).
+/// The attributes of one table, from its declaration.
 pub fn attributes(table: &Table) -> TableAttributes {
-    let pk = table.primary_key().name.clone();
-    match table.kind {
-        TableKind::Dimension | TableKind::Dictionary => TableAttributes {
-            distribution: Distribution::All,
-            sort_key: vec![pk],
-        },
-        TableKind::Fact => TableAttributes {
-            distribution: Distribution::Key(pk),
-            sort_key: vec![FACT_SORT_KEY.to_string()],
-        },
+    TableAttributes {
+        distribution: table.distribution,
+        sort_key: table
+            .sort_key
+            .iter()
+            .map(|&i| table.columns[i].name.clone())
+            .collect(),
     }
 }
 
@@ -87,9 +94,13 @@ fn attribute_lines(attrs: &TableAttributes) -> String {
 }
 
 fn column_line(c: &Column, is_pk: bool) -> String {
-    let not_null = if is_pk { " NOT NULL" } else { "" };
+    let default = c
+        .default
+        .map(|d| format!(" DEFAULT {d}"))
+        .unwrap_or_default();
+    let not_null = if is_pk || c.not_null { " NOT NULL" } else { "" };
     format!(
-        "    {} {}{not_null},\n",
+        "    {} {}{default}{not_null},\n",
         quote_ident(&c.name),
         column_type(c.ty)
     )
@@ -110,34 +121,10 @@ pub fn create_table(table: &Table) -> String {
     sql
 }
 
-/// The ledger: PostgreSQL's columns, with an `IDENTITY` key and byte-sized `VARCHAR`s; sorted for the lookup by
-/// table and identity.
+/// The ledger, from its declaration: an `IDENTITY` key, byte-sized `VARCHAR`s, sorted for the lookup by table and
+/// identity.
 pub fn create_ledger() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (
-    load_id BIGINT IDENTITY(1,1) NOT NULL,
-    source VARCHAR(4096) NOT NULL,
-    object_identity VARCHAR(1024) NOT NULL,
-    table_name VARCHAR(256) NOT NULL,
-    status VARCHAR(64) NOT NULL,
-    rows_read BIGINT NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    rows_rejected BIGINT NOT NULL,
-    rows_duplicate BIGINT NOT NULL,
-    forced BOOLEAN NOT NULL,
-    encoding VARCHAR(64) NOT NULL,
-    routed_by VARCHAR(16) NOT NULL DEFAULT 'name',
-    content_sha256 VARCHAR(64),
-    quality VARCHAR(4096),
-    started_at TIMESTAMPTZ NOT NULL,
-    finished_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (load_id)
-)
-DISTSTYLE ALL
-COMPOUND SORTKEY (table_name, object_identity)
-ENCODE AUTO",
-        ledger()
-    )
+    create_table(&SCHEMA.ledger)
 }
 
 /// Schemas, every table and the ledger; each statement is idempotent.
@@ -273,32 +260,6 @@ pub fn ledger_insert() -> String {
     )
 }
 
-/// Whether the ledger has a column (Redshift has no `ADD COLUMN IF NOT EXISTS`): `$1` the column name.
-pub fn ledger_has_column() -> String {
-    format!(
-        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = '{ETL_SCHEMA}' \
-         AND table_name = 'load_log' AND column_name = $1::VARCHAR"
-    )
-}
-
-/// The ledger columns added since it was first declared, each with the statement that adds it to an older ledger
-/// (Redshift adds one column per `ALTER TABLE`): routing by header, content identity, quality figures.
-pub fn ledger_added_columns() -> Vec<(&'static str, String)> {
-    [
-        ("routed_by", "VARCHAR(16) NOT NULL DEFAULT 'name'"),
-        ("content_sha256", "VARCHAR(64)"),
-        ("quality", "VARCHAR(4096)"),
-    ]
-    .into_iter()
-    .map(|(column, ty)| {
-        (
-            column,
-            format!("ALTER TABLE {} ADD COLUMN {column} {ty}", ledger()),
-        )
-    })
-    .collect()
-}
-
 /// The key of the row [`ledger_insert`] just wrote (`$1` identity, `$2` table, `$3` its finished_at): the ledger
 /// is locked by this transaction, so no other row can match.
 pub fn ledger_load_id() -> String {
@@ -328,10 +289,22 @@ mod tests {
     }
 
     #[test]
-    fn the_fact_sort_key_is_a_fact_table_column() {
+    fn the_declared_attributes_are_the_ones_the_ddl_uses() {
         let fact = SCHEMA.by_name("fact_table").unwrap();
-        assert!(fact.columns.iter().any(|c| c.name == FACT_SORT_KEY));
-        assert_eq!(fact.kind, TableKind::Fact);
+        assert_eq!(
+            attributes(fact),
+            TableAttributes {
+                distribution: Distribution::Key("fact_table_pk"),
+                sort_key: vec!["dim_date_post_pk".into()],
+            }
+        );
+        for t in SCHEMA
+            .all_tables()
+            .filter(|t| t.kind != crate::schema::TableKind::Fact)
+        {
+            assert_eq!(attributes(t).distribution, Distribution::All, "{}", t.name);
+            assert!(!t.sort_key.is_empty(), "{}", t.name);
+        }
     }
 
     #[test]

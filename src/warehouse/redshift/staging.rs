@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::calendar::utc;
+
 use aws_sdk_s3::primitives::ByteStream;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -40,8 +42,11 @@ struct Part {
 /// One finished part file.
 #[derive(Debug, Clone)]
 pub struct PartFile {
+    /// The local gzip file.
     pub path: PathBuf,
+    /// Rows in it.
     pub rows: u64,
+    /// Its compressed size.
     pub bytes: u64,
 }
 
@@ -138,41 +143,10 @@ pub fn load_id(table: &str, identity: &str, now: SystemTime) -> String {
     )
 }
 
-/// UTC date (`YYYY-MM-DD`) and time (`HH:MM:SS`) of seconds since the epoch.
-pub fn utc(secs: u64) -> (String, String) {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!(
-            "{:02}:{:02}:{:02}",
-            rest / 3600,
-            (rest % 3600) / 60,
-            rest % 60
-        ),
-    )
-}
-
-/// A timestamp as Redshift and PostgreSQL read a `TIMESTAMPTZ`: `YYYY-MM-DD HH:MM:SS.ffffff+00`.
-pub fn timestamptz(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (date, time) = utc(since.as_secs());
-    format!("{date} {time}.{:06}+00", since.subsec_micros())
-}
-
 /// Where the parts of one load live in S3.
 #[derive(Debug, Clone)]
 pub struct StagedLoad {
+    /// The staging bucket.
     pub bucket: String,
     /// Every key written (parts, then the manifest), for cleanup.
     pub keys: Vec<String>,
@@ -370,17 +344,6 @@ mod tests {
             "{\"entries\":[{\"url\":\"s3://b/staging/x/part-0000.csv.gz\",\"mandatory\":true},\
              {\"url\":\"s3://b/staging/x/part-0001.csv.gz\",\"mandatory\":true}]}"
         );
-    }
-
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(utc(0), ("1970-01-01".into(), "00:00:00".into()));
-        assert_eq!(
-            utc(951_782_400 + 3661),
-            ("2000-02-29".into(), "01:01:01".into())
-        );
-        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_717_243_200_000_123);
-        assert_eq!(timestamptz(t), "2024-06-01 12:00:00.000123+00");
     }
 
     #[test]

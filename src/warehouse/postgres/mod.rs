@@ -1,76 +1,43 @@
-//! The PostgreSQL loader: one connection (re-established when broken), one transaction per object —
-//! lock, ledger check, staging table, COPY FROM STDIN, merge, ledger row, commit.
+//! The PostgreSQL dialect: one connection (re-established when broken), one transaction per object — lock,
+//! ledger check, COPY FROM STDIN while the object is parsed (appended straight into the table while keys rise
+//! above its largest, into a staging table otherwise), merge, quality figures, ledger row, commit. Its SQL is in
+//! [`sql`], its row sink is [`ChunkWriter`].
 
-use std::path::Path;
+pub mod sql;
+
 use std::str::FromStr;
-use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::connection::Connection;
-use super::{
-    CopyChunk, LoadOutcome, LoadRows, copy_direct_sql, copy_sql, create_staging_sql,
-    delete_replaced_sql, dense_dimension_keys_sql, init_statements, insert_staged_sql,
+use super::error::WarehouseError;
+use super::load::{
+    BeginLoad, Commit, Committed, Load, LoadOutcome, Loader, RowEncoding, RowSink, SinkError,
+};
+use super::migrate::{self, Migrated};
+use super::tls::tls_connection;
+use super::{LedgerLimits, comment_columns_from_dictionary};
+use crate::config::{DatabaseUrl, SslMode};
+use crate::schema::{SCHEMA, Table, TableKind};
+use crate::transform::{KeyOrder, Quality, Tally, TransformStats, end_row};
+use sql::{
+    LoadRows, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql,
+    dense_dimension_keys_sql, index_statements, init_statements, insert_staged_sql,
     ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql, max_key_sql,
     orphan_rows_of_load_sql, supports_direct_append,
 };
-use crate::config::{DatabaseUrl, SslMode};
-use crate::schema::{SCHEMA, Table, TableKind};
-use crate::transform::{Quality, Tally};
 
-/// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
-/// errors, whose messages can quote row values (patient data): those carry the SQLSTATE only.
-#[derive(Debug, thiserror::Error)]
-pub enum WarehouseError {
-    #[error("invalid database URL: {0}")]
-    Config(String),
-    #[error("cannot connect to the database: {0}")]
-    Connect(String),
-    #[error("database error while {context}: {detail}")]
-    Db {
-        context: &'static str,
-        detail: String,
-    },
-    #[error("staging in S3 failed: {0}")]
-    Staging(String),
-    #[error("not committed: {0}")]
-    BeforeCommit(String),
-    #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
-    GaveUp {
-        attempts: u32,
-        context: &'static str,
-        detail: String,
-    },
-}
-
-impl WarehouseError {
-    fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
-        move |e| WarehouseError::Db {
-            context,
-            detail: describe(&e),
-        }
-    }
-}
-
-/// Describe a driver error without row contents.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            if code.starts_with("22") || code.starts_with("23") {
-                format!("SQLSTATE {code} (details withheld: they may contain row values)")
-            } else {
-                format!("{} (SQLSTATE {code})", db.message())
-            }
-        }
-        None if e.is_closed() => "the connection was closed".to_string(),
-        None => e.to_string(),
-    }
-}
+/// COPY data is sent in chunks of about this many bytes.
+const CHUNK: usize = 256 * 1024;
+/// Chunks buffered between the parsing thread and the database connection.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// Serializes concurrent `init`s (a transaction-level advisory lock).
+const INIT_LOCK: i64 = 7243911;
 
 /// The PostgreSQL warehouse: one connection (see [`Connection`]), one transaction per object.
 pub struct Postgres {
@@ -92,7 +59,8 @@ impl Postgres {
         )?))
     }
 
-    /// A connection from driver settings, over TLS when a connector is given (see [`tls_connector`]).
+    /// A connection from driver settings, over TLS when a connector is given (see
+    /// [`super::tls::tls_connector`]).
     pub fn with_config(config: Config, tls: Option<MakeRustlsConnect>) -> Self {
         Postgres::with_connection(Connection::new(config, tls))
     }
@@ -102,47 +70,42 @@ impl Postgres {
         Postgres { connection }
     }
 
-    /// The live client, connecting (again) if there is none or the last one broke.
-    pub async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
-        self.connection.client().await
-    }
-
-    /// Create schemas, tables, the ledger and the reporting views. Idempotent, and safe to run concurrently.
-    pub async fn init(&mut self) -> Result<(), WarehouseError> {
-        let client = self.client().await?;
+    /// Create or migrate the schema, then run the reporting statements, in one transaction.
+    async fn init_with(&mut self, reporting: &[String]) -> Result<Migrated, WarehouseError> {
+        let client = self.connection.client().await?;
         let tx = client
             .transaction()
             .await
             .map_err(WarehouseError::db("starting init"))?;
-        tx.execute("SELECT pg_advisory_xact_lock(7243911)", &[])
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK])
             .await
             .map_err(WarehouseError::db("waiting for other inits"))?;
+        let from = migrate::current_version(&tx).await?;
         for stmt in init_statements() {
             tx.batch_execute(&stmt)
                 .await
                 .map_err(WarehouseError::db("creating the schema"))?;
         }
-        for stmt in crate::reporting::view_statements() {
-            tx.batch_execute(&stmt)
+        let migrated = migrate::add_missing_columns(&tx, |ty| ty.sql(), from).await?;
+        for stmt in index_statements().iter().chain(reporting) {
+            tx.batch_execute(stmt)
                 .await
                 .map_err(WarehouseError::db("creating the reporting views"))?;
         }
+        migrate::record_version(&tx, &migrated).await?;
         tx.commit()
             .await
-            .map_err(WarehouseError::db("committing init"))
+            .map_err(WarehouseError::db("committing init"))?;
+        Ok(migrated)
     }
 
-    /// Start loading one object into `table`: lock the table against other loads, then check the ledger for its
-    /// quick identity and, when known before reading, its content. Returns `None` when the ledger has it and
-    /// `force` is off (nothing was changed).
-    pub async fn begin_load<'a>(
+    /// Lock the table against other loads, check the ledger, read the table's largest key.
+    async fn begin_load<'a>(
         &'a mut self,
-        table: &'a Table,
-        identity: &str,
-        content_sha256: Option<&str>,
-        force: bool,
+        request: BeginLoad<'_>,
     ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
-        let client = self.client().await?;
+        let table = request.table;
+        let client = self.connection.client().await?;
         let tx = client
             .transaction()
             .await
@@ -150,11 +113,11 @@ impl Postgres {
         tx.batch_execute(&lock_sql(table))
             .await
             .map_err(WarehouseError::db("locking the table"))?;
-        if !force {
+        if !request.force {
             let seen = tx
                 .query_opt(
                     &ledger_lookup_sql(),
-                    &[&identity, &table.name, &content_sha256],
+                    &[&request.identity, &table.name, &request.content_sha256],
                 )
                 .await
                 .map_err(WarehouseError::db("reading the ledger"))?;
@@ -175,6 +138,7 @@ impl Postgres {
             tx,
             table,
             append_above,
+            chunks: None,
             appended: 0,
             staged: 0,
             staging: false,
@@ -182,198 +146,45 @@ impl Postgres {
     }
 }
 
-/// A connection over TLS as `mode` says (see [`tls_connector`]); with `prefer`, plain TCP when the server offers
-/// no TLS, as libpq does.
-pub fn tls_connection(
-    config: Config,
-    mode: &SslMode,
-    ca_bundle: Option<&Path>,
-) -> Result<Connection, WarehouseError> {
-    let connection = Connection::new(config, tls_connector(mode, ca_bundle)?);
-    Ok(if *mode == SslMode::Prefer {
-        connection.tls_optional()
-    } else {
-        connection
-    })
-}
-
-/// A rustls connector for an SSL mode: `None` for disable; `prefer` and `require` encrypt without verifying the
-/// server; `verify-ca` checks the chain against the public roots plus an optional PEM bundle (the RDS/Redshift
-/// CAs); `verify-full` checks the host name too.
-pub fn tls_connector(
-    mode: &SslMode,
-    ca_bundle: Option<&Path>,
-) -> Result<Option<MakeRustlsConnect>, WarehouseError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WarehouseError::Config(format!("TLS: {e}")))?;
-    let config = match mode {
-        SslMode::Disable => return Ok(None),
-        SslMode::Prefer | SslMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-            .with_no_client_auth(),
-        SslMode::VerifyCa | SslMode::VerifyFull => {
-            let mut roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            if let Some(path) = ca_bundle {
-                use rustls::pki_types::{CertificateDer, pem::PemObject};
-                for cert in CertificateDer::pem_file_iter(path).map_err(|e| {
-                    WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
-                })? {
-                    let cert = cert.map_err(|e| {
-                        WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        WarehouseError::Config(format!("CA bundle {}: {e}", path.display()))
-                    })?;
-                }
-            }
-            if *mode == SslMode::VerifyCa {
-                let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider,
-                )
-                .build()
-                .map_err(|e| WarehouseError::Config(format!("TLS: {e}")))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
-                    .with_no_client_auth()
-            } else {
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
-        }
-    };
-    Ok(Some(MakeRustlsConnect::new(config)))
-}
-
-/// `sslmode=verify-ca`: the certificate must chain to a trusted CA; its host name is not compared (as libpq does).
-#[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl rustls::client::danger::ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        server_name: &rustls::pki_types::ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
-            other => other,
-        }
+impl Loader for Postgres {
+    fn dialect(&self) -> &'static str {
+        "postgres"
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+    fn ledger_limits(&self) -> LedgerLimits {
+        // PostgreSQL's VARCHAR(n) counts characters: n bytes always fit; TEXT is unbounded.
+        LedgerLimits::of_declared_ledger(|ty| match ty {
+            crate::schema::ColumnType::Varchar(n) => Some(n as usize),
+            _ => None,
+        })
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+    fn init<'a>(
+        &'a mut self,
+        reporting: &'a [String],
+    ) -> BoxFuture<'a, Result<Migrated, WarehouseError>> {
+        Box::pin(self.init_with(reporting))
     }
 
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `sslmode=require`: the channel is encrypted, the certificate is not checked (as libpq does).
-#[derive(Debug)]
-struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    fn is_current(&mut self) -> BoxFuture<'_, Result<bool, WarehouseError>> {
+        Box::pin(async move { migrate::is_current(&*self.connection.client().await?).await })
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    fn client(&mut self) -> BoxFuture<'_, Result<&mut Client, WarehouseError>> {
+        Box::pin(self.connection.client())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    fn begin<'a>(
+        &'a mut self,
+        request: BeginLoad<'a>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>> {
+        Box::pin(async move {
+            Ok(self
+                .begin_load(request)
+                .await?
+                .map(|load| Box::new(load) as Box<dyn Load + 'a>))
+        })
     }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// What a committed load recorded.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub load_id: i64,
-    /// Distinct keys of the object now in the table.
-    pub rows_loaded: u64,
-    /// Accepted rows replaced by a later row of the same object.
-    pub rows_duplicate: u64,
-    /// The load's data-quality figures (tables with dimension keys or a balance identity).
-    pub quality: Option<Quality>,
-}
-
-/// The ledger facts of one load.
-#[derive(Debug, Clone)]
-pub struct LedgerEntry<'a> {
-    pub source: &'a str,
-    pub identity: &'a str,
-    pub rows_read: u64,
-    pub rows_rejected: u64,
-    pub forced: bool,
-    pub encoding: &'a str,
-    /// How the table was chosen: `name` or `header`.
-    pub routed_by: &'a str,
-    /// The SHA-256 (hex) of the decompressed bytes: the object's identity by content.
-    pub content_sha256: Option<&'a str>,
-    /// The quality figures counted while casting.
-    pub tally: &'a Tally,
 }
 
 /// The quality figures of a load of `table` as the warehouse sees them now (called before the merge, inside the
@@ -452,12 +263,14 @@ async fn quality_now(
     )))
 }
 
-/// One object's open load transaction. Dropping it without [`PgLoad::commit`] rolls everything back.
-pub struct PgLoad<'a> {
+/// One object's open load transaction. Dropping it without committing rolls everything back.
+struct PgLoad<'a> {
     tx: Transaction<'a>,
-    table: &'a Table,
+    table: &'static Table,
     /// Rows whose keys are above this (and strictly increasing) may be appended straight into the table.
-    pub append_above: Option<i64>,
+    append_above: Option<i64>,
+    /// The receiving end of the sink's chunks, until [`Load::receive`] takes it.
+    chunks: Option<mpsc::Receiver<CopyChunk>>,
     appended: u64,
     staged: u64,
     staging: bool,
@@ -468,10 +281,7 @@ type Sink = std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>;
 impl PgLoad<'_> {
     /// Stream COPY chunks until the sender closes: appended chunks straight into the table, staged chunks into the
     /// staging table (created at the first one; appending never resumes after it).
-    pub async fn copy(
-        &mut self,
-        mut chunks: mpsc::Receiver<CopyChunk>,
-    ) -> Result<(), WarehouseError> {
+    async fn copy(&mut self, mut chunks: mpsc::Receiver<CopyChunk>) -> Result<(), WarehouseError> {
         let mut append: Option<Sink> = None;
         let mut stage: Option<Sink> = None;
         while let Some(chunk) = chunks.recv().await {
@@ -528,12 +338,12 @@ impl PgLoad<'_> {
     /// Check the ledger for the object's content (unless forced), replace the rows the staged rows supersede,
     /// insert them, count the quality figures, write the ledger row and commit. When the ledger already has the
     /// content, everything is rolled back.
-    pub async fn commit(
-        self,
-        dedupe: bool,
-        entry: LedgerEntry<'_>,
-        before_commit: &dyn super::BeforeCommit,
-    ) -> Result<LoadOutcome, WarehouseError> {
+    async fn commit_load(self, commit: Commit<'_>) -> Result<LoadOutcome, WarehouseError> {
+        let Commit {
+            dedupe,
+            entry,
+            before_commit,
+        } = commit;
         if !entry.forced
             && entry.content_sha256.is_some()
             && self
@@ -574,7 +384,7 @@ impl PgLoad<'_> {
         }
         let rows_duplicate = (self.appended + self.staged).saturating_sub(rows_loaded);
         if self.table.kind == TableKind::Dictionary {
-            super::comment_columns_from_dictionary(&self.tx, true)
+            comment_columns_from_dictionary(&self.tx, true)
                 .await
                 .map_err(WarehouseError::db(
                     "commenting columns from the data dictionary",
@@ -625,4 +435,132 @@ async fn finish(mut sink: Sink) -> Result<u64, WarehouseError> {
         .finish()
         .await
         .map_err(WarehouseError::db("finishing COPY"))
+}
+
+impl<'a> Load for PgLoad<'a> {
+    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        self.chunks = Some(rx);
+        Ok(Box::new(ChunkWriter::new(tx, self.append_above)))
+    }
+
+    fn receive(&mut self) -> BoxFuture<'_, Result<(), WarehouseError>> {
+        Box::pin(async move {
+            match self.chunks.take() {
+                Some(chunks) => self.copy(chunks).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn commit<'b>(
+        self: Box<Self>,
+        commit: Commit<'b>,
+    ) -> BoxFuture<'b, Result<LoadOutcome, WarehouseError>>
+    where
+        Self: 'b,
+    {
+        Box::pin((*self).commit_load(commit))
+    }
+}
+
+/// A piece of COPY text for one load: rows appended straight into the table (no line column), or rows for the
+/// staging table (with the line column). Once a load stages, it never appends again.
+#[derive(Debug)]
+enum CopyChunk {
+    Append(Bytes),
+    Stage(Bytes),
+}
+
+/// The PostgreSQL row sink: accumulates COPY text and hands it to the load in chunks — appended rows while the
+/// keys keep rising above the table's largest key, staged rows from the first key that does not.
+pub struct ChunkWriter {
+    buf: Vec<u8>,
+    chunks: mpsc::Sender<CopyChunk>,
+    appending: bool,
+    last_appended: i64,
+    last_staged: Option<i64>,
+}
+
+impl ChunkWriter {
+    fn new(chunks: mpsc::Sender<CopyChunk>, append_above: Option<i64>) -> Self {
+        ChunkWriter {
+            buf: Vec::with_capacity(CHUNK + 4096),
+            chunks,
+            appending: append_above.is_some(),
+            last_appended: append_above.unwrap_or(i64::MAX),
+            last_staged: None,
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK + 4096),
+        ));
+        let chunk = if self.appending {
+            CopyChunk::Append(bytes)
+        } else {
+            CopyChunk::Stage(bytes)
+        };
+        self.chunks
+            .blocking_send(chunk)
+            .map_err(|_| SinkError::Closed)
+    }
+}
+
+impl RowSink for ChunkWriter {
+    fn encoding(&self) -> RowEncoding {
+        RowEncoding::CopyText
+    }
+
+    fn tallies_keys(&self) -> bool {
+        true
+    }
+
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn end_row(
+        &mut self,
+        row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), SinkError> {
+        let mut appended = false;
+        if self.appending {
+            if key > self.last_appended {
+                self.last_appended = key;
+                end_row(&mut self.buf, None);
+                appended = true;
+            } else {
+                // Keys stopped rising: what came before is appended, this row and the rest are staged and merged,
+                // so a later duplicate still replaces an earlier row.
+                let row = self.buf.split_off(row_start);
+                self.flush()?;
+                self.buf = row;
+                self.appending = false;
+                stats.keys_increasing = false;
+            }
+        } else if self.last_staged.is_some_and(|last| key <= last) {
+            stats.keys_increasing = false;
+        }
+        if !appended {
+            self.last_staged = Some(key);
+            end_row(&mut self.buf, Some(line));
+        }
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }

@@ -1,0 +1,62 @@
+//! The Lambda entry point: build the handler once per cold start, then serve events from the Lambda runtime API
+//! until the runtime stops the process. The binary runs this when started by the runtime (`AWS_LAMBDA_RUNTIME_API`
+//! set, no arguments); a build without default features (the Lambda's, see `Cargo.toml`) does nothing else.
+
+use std::process::ExitCode;
+
+/// Whether the process was started by the Lambda runtime: `AWS_LAMBDA_RUNTIME_API` set and no arguments.
+pub fn started_by_runtime() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1
+}
+
+/// Logs go to stderr: human-readable by default, JSON when `LOG_FORMAT=json`; level from `RUST_LOG` (default warn).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+/// Serve Lambda events with the handler built from the environment.
+pub async fn serve() -> ExitCode {
+    let handler = match crate::handler::Handler::from_env().await {
+        Ok(h) => std::sync::Arc::new(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cold start failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let handler = handler.clone();
+            async move {
+                handler
+                    .handle_event(&event.payload, &event.context.request_id)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        },
+    );
+    match lambda_runtime::run(service).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime the binary runs on: two worker threads (a Lambda function has at most a few vCPUs; the parser runs
+/// on the blocking pool).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}

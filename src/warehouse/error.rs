@@ -1,0 +1,74 @@
+//! The warehouse's errors, shared by every dialect and the connection.
+
+/// A warehouse failure. Messages carry the SQLSTATE and the server's message, except for data and integrity
+/// errors, whose messages can quote row values (patient data): those carry the SQLSTATE only.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    /// The connection settings cannot be used (a malformed URL, an unreadable CA bundle).
+    #[error("invalid database URL: {0}")]
+    Config(String),
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
+    /// The database secret could not be read (its ARN and why; never its contents).
+    #[error("cannot read the database secret {arn}: {reason}")]
+    Secret {
+        /// The secret's ARN.
+        arn: String,
+        /// Why (never the secret's value).
+        reason: String,
+    },
+    /// The server could not be reached or refused the connection (TLS, authentication).
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database error while {context}: {detail}")]
+    /// A statement failed.
+    Db {
+        /// What the loader was doing.
+        context: &'static str,
+        /// The server's message and SQLSTATE (only the SQLSTATE for data errors, which may quote row values).
+        detail: String,
+    },
+    /// Staging the rows (local part files, S3) failed.
+    #[error("staging in S3 failed: {0}")]
+    Staging(String),
+    /// The work before the commit (publishing rejected rows) failed: the load was rolled back.
+    #[error("not committed: {0}")]
+    BeforeCommit(String),
+    #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
+    /// Transient failures outlasted the retries.
+    GaveUp {
+        /// Tries made.
+        attempts: u32,
+        /// What the last try was doing.
+        context: &'static str,
+        /// Its failure.
+        detail: String,
+    },
+}
+
+impl WarehouseError {
+    /// A mapper from a driver error to [`WarehouseError::Db`] while doing `context`.
+    pub fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
+        move |e| WarehouseError::Db {
+            context,
+            detail: describe(&e),
+        }
+    }
+}
+
+/// Describe a driver error without row contents.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            if code.starts_with("22") || code.starts_with("23") {
+                format!("SQLSTATE {code} (details withheld: they may contain row values)")
+            } else {
+                format!("{} (SQLSTATE {code})", db.message())
+            }
+        }
+        None if e.is_closed() => "the connection was closed".to_string(),
+        None => e.to_string(),
+    }
+}

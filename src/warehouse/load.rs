@@ -1,0 +1,194 @@
+//! The seam between the pipeline and a warehouse: what every dialect implements ([`Loader`], [`Load`],
+//! [`RowSink`]) and the facts that cross it (ledger entry, committed load, outcome). The pipeline names no dialect;
+//! a dialect names no pipeline type.
+
+use futures_util::future::BoxFuture;
+use tokio_postgres::Client;
+
+use super::error::WarehouseError;
+use crate::schema::Table;
+use crate::transform::{KeyOrder, Quality, Tally, TransformStats};
+
+/// A warehouse of some dialect: creates and migrates its tables, begins loads, and answers read-only queries.
+///
+/// A load goes: [`Loader::begin`] (lock or check the ledger; `None` when it already has the object) →
+/// [`Load::sink`] (handed to the parsing thread, which writes every cast row into it) → [`Load::receive`] (takes
+/// the rows while they are written, if the dialect streams) → [`Load::commit`] (merge, quality figures, ledger row,
+/// commit). Dropping a [`Load`] before its commit leaves the warehouse as it was.
+pub trait Loader: Send {
+    /// The dialect's name (`postgres`, `redshift`), for logs and messages.
+    fn dialect(&self) -> &'static str;
+
+    /// The longest source and identity texts this dialect's ledger stores.
+    fn ledger_limits(&self) -> super::LedgerLimits;
+
+    /// Bring the warehouse to the declared schema: create what is missing, add declared columns it lacks, record
+    /// the schema version, then run `reporting` (the caller's view statements) in the same transaction. Returns
+    /// what it changed. Idempotent and safe to run concurrently.
+    fn init<'a>(
+        &'a mut self,
+        reporting: &'a [String],
+    ) -> BoxFuture<'a, Result<super::migrate::Migrated, WarehouseError>>;
+
+    /// Whether the warehouse is at the declared schema version already (then [`Loader::init`] has nothing to do).
+    fn is_current(&mut self) -> BoxFuture<'_, Result<bool, WarehouseError>>;
+
+    /// The live client for read-only queries (the dashboard), connecting if needed.
+    fn client(&mut self) -> BoxFuture<'_, Result<&mut Client, WarehouseError>>;
+
+    /// Begin loading one object into `request.table`. `None` when the ledger already has it (by its quick identity
+    /// or, when known before reading, its content) and the load is not forced: nothing was changed.
+    fn begin<'a>(
+        &'a mut self,
+        request: BeginLoad<'a>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>>;
+}
+
+/// What a load is for.
+#[derive(Debug, Clone, Copy)]
+pub struct BeginLoad<'a> {
+    /// The table, from routing.
+    pub table: &'static Table,
+    /// The object's URI (an S3 object's bucket is the default staging bucket).
+    pub source: &'a str,
+    /// The quick identity (ETag/version, or a local file's hash).
+    pub identity: &'a str,
+    /// The content hash, when known before reading (local plain files).
+    pub content_sha256: Option<&'a str>,
+    /// Load even if the ledger has the object.
+    pub force: bool,
+}
+
+/// How rows are written into a [`RowSink`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowEncoding {
+    /// PostgreSQL COPY text (tab-separated, `\N` for NULL, backslash escapes).
+    CopyText,
+    /// RFC 4180 CSV (empty unquoted field for NULL).
+    Csv,
+}
+
+/// Why a sink stopped taking rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The loader no longer wants rows (its load failed or was dropped).
+    #[error("the warehouse stopped taking rows")]
+    Closed,
+    /// Writing the rows broke (local disk).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where one load's accepted rows go, written on the parsing thread: a buffer the caster writes each row into,
+/// told where every row ends.
+pub trait RowSink: Send {
+    /// How rows must be encoded.
+    fn encoding(&self) -> RowEncoding;
+    /// Whether the sink's warehouse wants fact keys tallied while casting (it counts orphans from the tally);
+    /// otherwise the warehouse counts them itself and only the balance is tallied.
+    fn tallies_keys(&self) -> bool;
+    /// The buffer the next row is written to.
+    fn buffer(&mut self) -> &mut Vec<u8>;
+    /// The row that starts at `row_start` in the buffer is complete (without its line end). The sink notes in
+    /// `stats.keys_increasing` when keys stop strictly increasing (then the merge must de-duplicate).
+    fn end_row(
+        &mut self,
+        row_start: usize,
+        key: KeyOrder,
+        line: u64,
+        stats: &mut TransformStats,
+    ) -> Result<(), SinkError>;
+    /// Every row has been written.
+    fn finish(&mut self) -> Result<(), SinkError>;
+}
+
+/// One object's open load. Dropping it without [`Load::commit`] rolls everything back.
+pub trait Load: Send {
+    /// The sink for this load's rows (called once, before any row is cast).
+    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError>;
+
+    /// Take rows while the sink is written to, until it finishes or is dropped (streaming dialects); others
+    /// return at once and take the rows at commit.
+    fn receive(&mut self) -> BoxFuture<'_, Result<(), WarehouseError>>;
+
+    /// Merge the rows, count the quality figures, write the ledger row, run `commit.before_commit`, commit. When
+    /// the ledger already has the object's content (and the load is not forced), everything is rolled back.
+    fn commit<'b>(
+        self: Box<Self>,
+        commit: Commit<'b>,
+    ) -> BoxFuture<'b, Result<LoadOutcome, WarehouseError>>
+    where
+        Self: 'b;
+}
+
+/// What a commit needs from the pipeline.
+pub struct Commit<'a> {
+    /// Whether duplicate keys may have been written (keys were not strictly increasing).
+    pub dedupe: bool,
+    /// The ledger facts.
+    pub entry: LedgerEntry<'a>,
+    /// Run once the load is complete but not committed; its failure rolls the load back.
+    pub before_commit: &'a dyn BeforeCommit,
+}
+
+/// What a committed load recorded.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The ledger row's key.
+    pub load_id: i64,
+    /// Distinct keys of the object now in the table.
+    pub rows_loaded: u64,
+    /// Accepted rows replaced by a later row of the same object.
+    pub rows_duplicate: u64,
+    /// The load's data-quality figures (tables with dimension keys or a balance identity).
+    pub quality: Option<Quality>,
+}
+
+/// The ledger facts of one load.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry<'a> {
+    /// The object's URI.
+    pub source: &'a str,
+    /// Its quick identity.
+    pub identity: &'a str,
+    /// Rows the strict CSV reader found.
+    pub rows_read: u64,
+    /// Rows rejected by validation.
+    pub rows_rejected: u64,
+    /// Whether the load was forced past the ledger.
+    pub forced: bool,
+    /// The text encoding the object was decoded from.
+    pub encoding: &'a str,
+    /// How the table was chosen: `name` or `header`.
+    pub routed_by: &'a str,
+    /// The SHA-256 (hex) of the decompressed bytes: the object's identity by content.
+    pub content_sha256: Option<&'a str>,
+    /// The quality figures counted while casting.
+    pub tally: &'a Tally,
+}
+
+/// What a load came to.
+#[derive(Debug, Clone)]
+pub enum LoadOutcome {
+    /// Committed.
+    Loaded(Committed),
+    /// The ledger already had this object, by its quick identity or its content (another worker loaded it
+    /// meanwhile, or the same bytes arrived under another name or compression).
+    AlreadyLoaded,
+}
+
+/// Work that must succeed before a load commits — publishing its rejected rows and report, so that a committed
+/// load never leaves them only as counts. It is given the load's final figures; an error rolls the load back.
+pub trait BeforeCommit: Sync {
+    /// Run once the load is complete but not yet committed (again on each retry of the transaction).
+    fn before_commit<'a>(&'a self, done: &'a Committed) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Nothing to do before committing.
+pub struct NothingBeforeCommit;
+
+impl BeforeCommit for NothingBeforeCommit {
+    fn before_commit<'a>(&'a self, _done: &'a Committed) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
