@@ -319,7 +319,9 @@ pub fn decompress_digested(
     let mut buffered = BufReader::with_capacity(READ_BUFFER, raw);
     let head = buffered.fill_buf().map_err(untagged)?;
     let is_gzip = head.starts_with(&GZIP_MAGIC);
-    if !is_gzip && name.to_ascii_lowercase().ends_with(".gz") && !head.is_empty() {
+    let named_gzip = crate::route::table_file_stem(name)
+        .is_some_and(|(_, c)| c == crate::route::Compression::Gzip);
+    if !is_gzip && named_gzip && !head.is_empty() {
         return Err(StreamRefusal::NotGzip.into_io());
     }
     let mut text: Box<dyn BufRead + Send> = if is_gzip {
