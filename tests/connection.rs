@@ -193,3 +193,125 @@ async fn verify_full_refuses_a_certificate_for_another_host_and_verify_ca_checks
     let out = common::run_bin(Some(&with("verify-ca")), dir.path(), ["init"]).await;
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
 }
+
+/// The role that authenticates by password (`scripts/ensure-postgres` gives it a scram-sha-256 line in pg_hba.conf;
+/// every other role is trusted here).
+const PASSWORD_ROLE: &str = "healthetl_password_auth";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_secret_is_read_again_when_the_server_refuses_the_old_password() {
+    let db = TestDb::initialized("secret_rotation").await;
+    let admin = common::connect(&db.url).await;
+    let hba: i64 = common::scalar(
+        &db.url,
+        &format!(
+            "SELECT count(*) FROM pg_hba_file_rules WHERE '{PASSWORD_ROLE}' = ANY(user_name) \
+             AND auth_method = 'scram-sha-256'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        hba, 1,
+        "scripts/ensure-postgres configures password authentication for {PASSWORD_ROLE}"
+    );
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {PASSWORD_ROLE} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE {PASSWORD_ROLE} PASSWORD 'first-Pa55'; \
+             GRANT ALL ON DATABASE \"{db}\" TO {PASSWORD_ROLE}; \
+             GRANT USAGE ON SCHEMA health, etl, reporting TO {PASSWORD_ROLE}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA health, etl TO {PASSWORD_ROLE}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA etl TO {PASSWORD_ROLE}",
+            db = db.name
+        ))
+        .await
+        .expect("the password role");
+    let moto = Moto::start().await;
+    let sdk = sdk_config(&moto.endpoint).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = |password: &str| {
+        serde_json::json!({
+            "engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": PASSWORD_ROLE,
+            "password": password, "dbname": db.name,
+        })
+        .to_string()
+    };
+    let arn = secrets
+        .create_secret()
+        .name("healthetl/rotating")
+        .secret_string(secret("first-Pa55"))
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let connector = Connector::default().with_aws(sdk.clone(), moto.s3.clone());
+    let mut warehouse = connector
+        .connect(&secret_config(&arn))
+        .await
+        .expect("connect");
+    let dir = common::TempDir::new("secret_rotation");
+    let options = healthetl::pipeline::LoadOptions {
+        rejects_dir: dir.path().join("rejects"),
+        ..Default::default()
+    };
+    let first = dir.write("dimPayer.csv", "dimPayerPK,PayerName\n1,Medicare\n");
+    let report = healthetl::pipeline::load_object(
+        warehouse.as_mut(),
+        healthetl::source::Object::local(&first).unwrap(),
+        &options,
+        None,
+    )
+    .await;
+    assert_eq!(
+        report.status,
+        healthetl::pipeline::Status::Loaded,
+        "{report:?}"
+    );
+
+    // Rotation: the role's password and the secret change; the loader's session ends (as after a failover).
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {PASSWORD_ROLE} PASSWORD 'second-Pa55'"
+        ))
+        .await
+        .expect("rotate");
+    secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(secret("second-Pa55"))
+        .send()
+        .await
+        .expect("put the new secret value");
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{PASSWORD_ROLE}'"
+        ))
+        .await
+        .expect("end the loader's session");
+    let second = dir.write("dimLocation.csv", "dimLocationPK,LocationName\n1,North\n");
+    let report = healthetl::pipeline::load_object(
+        warehouse.as_mut(),
+        healthetl::source::Object::local(&second).unwrap(),
+        &options,
+        None,
+    )
+    .await;
+    assert_eq!(
+        report.status,
+        healthetl::pipeline::Status::Loaded,
+        "the second load reconnects with the rotated password, without a restart: {report:?}"
+    );
+    assert!(!format!("{report:?}").contains("Pa55"));
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{PASSWORD_ROLE}'; \
+             REVOKE ALL ON DATABASE \"{db}\" FROM {PASSWORD_ROLE}; \
+             REVOKE ALL ON ALL TABLES IN SCHEMA health, etl FROM {PASSWORD_ROLE}; \
+             REVOKE ALL ON ALL SEQUENCES IN SCHEMA etl FROM {PASSWORD_ROLE}; \
+             REVOKE USAGE ON SCHEMA health, etl, reporting FROM {PASSWORD_ROLE}",
+            db = db.name
+        ))
+        .await
+        .expect("revoke");
+}

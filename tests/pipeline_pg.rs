@@ -1301,3 +1301,102 @@ async fn contract_money_and_date_formats_arrive_as_exact_values_and_malformed_on
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_holding_its_table_lock_blocks_no_reader_and_no_load_of_another_table() {
+    let db = TestDb::initialized("table_locks").await;
+    let tmp = TempDir::new("table_locks");
+    let payer = tmp.write(
+        "dimPayer.csv",
+        "dimPayerPK,PayerName\n1,Medicare\nnot-a-key,Bad\n2,Aetna\n3,Cigna\n4,Humana\n5,Kaiser\n6,Anthem\n7,BCBS\n8,UHC\n9,Tricare\n10,Medicaid\n",
+    );
+    let location = tmp.write(
+        "dimLocation.csv",
+        "dimLocationPK,LocationName\n1,North\n2,South\n",
+    );
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
+    };
+    let gate = common::CommitGate::default();
+    let mut held = Postgres::new(&db.url).expect("url");
+    let mut other = Postgres::new(&db.url).expect("url");
+    let url = db.url.clone();
+    let (first, second) = tokio::join!(
+        async {
+            let object = Object::local(&payer).unwrap();
+            healthetl::pipeline::load_publishing(&mut held, object, &options, None, Some(&gate))
+                .await
+        },
+        async {
+            gate.entered.notified().await;
+            let other_load = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                load_object(
+                    &mut other,
+                    Object::local(&location).unwrap(),
+                    &options,
+                    None,
+                ),
+            )
+            .await;
+            let limit = std::time::Duration::from_secs(5);
+            let readers = [
+                "SELECT count(*) FROM etl.load_log",
+                "SELECT count(*) FROM health.dim_payer",
+                "SELECT count(*) FROM reporting.kpi_summary",
+                "SELECT count(*) FROM health.dim_location",
+            ];
+            let mut answers = Vec::new();
+            for q in readers {
+                answers.push(common::answers_within(&url, q, limit).await);
+            }
+            gate.release.notify_one();
+            (other_load, answers)
+        }
+    );
+    let (other_load, answers) = second;
+    let other_load = other_load.expect("another table's load is not blocked");
+    assert_eq!(other_load.status, Status::Loaded, "{other_load:?}");
+    // Readers are never blocked on PostgreSQL (SHARE ROW EXCLUSIVE), not even of the table being loaded: they see
+    // what was committed before.
+    assert_eq!(answers, [Ok(1), Ok(0), Ok(1), Ok(2)]);
+    assert_eq!(first.status, Status::Loaded, "{first:?}");
+    assert_eq!(db.count("health.dim_payer").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_loads_of_four_tables_are_inside_their_commits_at_once() {
+    let db = TestDb::initialized("four_tables").await;
+    let tmp = TempDir::new("four_tables");
+    let files = common::four_tables(&tmp);
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
+    };
+    let hold = Duration::from_millis(1500);
+    let rendezvous = common::Rendezvous::new(files.len(), hold);
+    let mut warehouses: Vec<Postgres> = files
+        .iter()
+        .map(|_| Postgres::new(&db.url).expect("url"))
+        .collect();
+    let started = Instant::now();
+    let loads = warehouses.iter_mut().zip(&files).map(|(pg, file)| {
+        let object = Object::local(file).unwrap();
+        healthetl::pipeline::load_publishing(pg, object, &options, None, Some(&rendezvous))
+    });
+    let reports = within("four loads", futures_util::future::join_all(loads)).await;
+    let wall = started.elapsed();
+    for r in &reports {
+        assert_eq!(r.status, Status::Loaded, "{r:?}");
+        assert_eq!((r.rows_loaded, r.rows_rejected), (2000, 1));
+    }
+    // Reported, not asserted (timing is not a test): each load holds its commit `hold`; serialized they would take
+    // 4 × hold at least.
+    eprintln!(
+        "four tables, PostgreSQL: {:.2} s for four loads each holding its commit {:.2} s (serialized: >= {:.2} s)",
+        wall.as_secs_f64(),
+        hold.as_secs_f64(),
+        4.0 * hold.as_secs_f64()
+    );
+}

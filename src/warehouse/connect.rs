@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use serde_json::Value;
 
-use super::connection::Connection;
+use super::connection::{Connection, CredentialSource, CredentialsFuture, DbCredentials};
 use super::error::WarehouseError;
 use super::load::Loader;
 use super::postgres::Postgres;
@@ -266,7 +266,13 @@ pub async fn connection(
             if let Some(db) = plan.dbname.clone().or(secret.dbname) {
                 pg.dbname(&db);
             }
-            connect(pg)
+            // Secrets rotate: when the server refuses the password, the secret is read again (once per refusal).
+            let source = RotatingSecret {
+                sdk: sdk.clone(),
+                arn: arn.clone(),
+                user: plan.user.clone(),
+            };
+            Ok(connect(pg)?.with_rotating_credentials(Arc::new(source)))
         }
     }
 }
@@ -318,6 +324,35 @@ fn names_port(url: &str) -> bool {
         None => url
             .split_whitespace()
             .any(|token| token.trim_start().starts_with("port=")),
+    }
+}
+
+/// The user and password of a Secrets Manager secret, read again when the server refuses the ones in use.
+struct RotatingSecret {
+    sdk: SdkConfig,
+    arn: String,
+    /// `DB_USER`, which wins over the secret's `username`.
+    user: Option<String>,
+}
+
+impl CredentialSource for RotatingSecret {
+    fn fetch(&self) -> CredentialsFuture {
+        let (sdk, arn, user) = (self.sdk.clone(), self.arn.clone(), self.user.clone());
+        Box::pin(async move {
+            let secret = read_secret(&sdk, &arn).await.map_err(|e| e.to_string())?;
+            let user = user
+                .or(secret.username)
+                .ok_or_else(|| missing(&arn, "username").to_string())?;
+            Ok(DbCredentials {
+                user,
+                password: secret.password,
+                expires_at: super::connection::until_refused(),
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("the secret {}", self.arn)
     }
 }
 

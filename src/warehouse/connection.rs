@@ -88,6 +88,14 @@ impl Connection {
         self
     }
 
+    /// Take the user and password from `source` again only when the server refuses them (SQLSTATE 28P01/28000):
+    /// a secret that rotates. The configuration's current user and password are used until then.
+    pub fn with_rotating_credentials(mut self, source: Arc<dyn CredentialSource>) -> Self {
+        self.credentials = Some(source);
+        self.expires_at = Some(until_refused());
+        self
+    }
+
     /// Forget the client, so the next [`Connection::client`] connects anew (after a transient failure).
     pub fn reset(&mut self) {
         self.client = None;
@@ -96,27 +104,17 @@ impl Connection {
     /// The live client, connecting (again) if there is none or the last one broke.
     pub async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.renew_credentials().await?;
-            let client = match &self.tls {
-                None => {
-                    let (client, connection) = self
-                        .config
-                        .connect(NoTls)
-                        .await
-                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
-                    tokio::spawn(watch(connection));
-                    client
+            self.renew_credentials(false).await?;
+            let client = match self.connect_once().await {
+                // The password changed (a rotated secret): read the credentials again, once.
+                Err(e) if is_auth_failure(&e) && self.credentials.is_some() => {
+                    tracing::warn!(error = %describe(&e), "authentication refused; reading the credentials again");
+                    self.renew_credentials(true).await?;
+                    self.connect_once().await
                 }
-                Some(tls) => {
-                    let (client, connection) = self
-                        .config
-                        .connect(tls.clone())
-                        .await
-                        .map_err(|e| WarehouseError::Connect(describe(&e)))?;
-                    tokio::spawn(watch(connection));
-                    client
-                }
-            };
+                other => other,
+            }
+            .map_err(|e| WarehouseError::Connect(describe(&e)))?;
             self.client = Some(client);
         }
         self.client
@@ -124,11 +122,26 @@ impl Connection {
             .ok_or_else(|| WarehouseError::Connect("no client".into()))
     }
 
-    async fn renew_credentials(&mut self) -> Result<(), WarehouseError> {
+    async fn connect_once(&self) -> Result<Client, tokio_postgres::Error> {
+        match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(watch(connection));
+                Ok(client)
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(watch(connection));
+                Ok(client)
+            }
+        }
+    }
+
+    async fn renew_credentials(&mut self, force: bool) -> Result<(), WarehouseError> {
         let Some(source) = &self.credentials else {
             return Ok(());
         };
-        if !needs_renewal(self.expires_at, SystemTime::now()) {
+        if !force && !needs_renewal(self.expires_at, SystemTime::now()) {
             return Ok(());
         }
         let fresh = source.fetch().await.map_err(|e| {
@@ -142,6 +155,20 @@ impl Connection {
         tracing::debug!(user = %fresh.user, "warehouse credentials renewed");
         Ok(())
     }
+}
+
+/// The expiry of credentials that stay valid until the server refuses them (a secret's password): far away.
+pub fn until_refused() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 8)
+}
+
+/// Whether the server refused the user or password (SQLSTATE 28P01 invalid password, 28000 invalid
+/// authorization).
+pub fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::INVALID_PASSWORD
+            || *c == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    })
 }
 
 /// Whether credentials expiring at `expires_at` (never fetched: `None`) must be renewed at `now`.

@@ -406,3 +406,94 @@ pub async fn init(
         .init(&healthetl::reporting::view_statements())
         .await
 }
+
+/// Holds a load open just before its commit (in the publish step, which runs with the load's locks held) until
+/// released, so a test can check what other loads and readers can do meanwhile. The load's object must have a
+/// rejected row: only then is there something to publish.
+#[derive(Default)]
+pub struct CommitGate {
+    /// Notified when the load reaches its commit.
+    pub entered: tokio::sync::Notify,
+    /// Notify to let it commit.
+    pub release: tokio::sync::Notify,
+}
+
+impl healthetl::pipeline::Publish for CommitGate {
+    fn publish<'a>(
+        &'a self,
+        _report: &'a healthetl::pipeline::LoadReport,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.release.notified().await;
+            Ok(())
+        })
+    }
+}
+
+/// `query` answers within `limit` (it is not blocked by a lock): its single count.
+pub async fn answers_within(url: &str, query: &str, limit: Duration) -> Result<i64, String> {
+    let client = connect(url).await;
+    match tokio::time::timeout(limit, client.query_one(query, &[])).await {
+        Ok(Ok(row)) => Ok(row.get(0)),
+        Ok(Err(e)) => Err(format!("{query}: {e}")),
+        Err(_) => Err(format!("{query}: blocked for more than {limit:?}")),
+    }
+}
+
+/// Each load publishing through it waits, inside its commit (holding its locks), until `loads` of them are inside
+/// at once, then holds `hold` longer: loads that a lock serializes never meet, and their publish fails.
+pub struct Rendezvous {
+    barrier: tokio::sync::Barrier,
+    hold: Duration,
+}
+
+impl Rendezvous {
+    /// A rendezvous of `loads` loads, each holding its commit `hold` once all are in.
+    pub fn new(loads: usize, hold: Duration) -> Rendezvous {
+        Rendezvous {
+            barrier: tokio::sync::Barrier::new(loads),
+            hold,
+        }
+    }
+}
+
+impl healthetl::pipeline::Publish for Rendezvous {
+    fn publish<'a>(
+        &'a self,
+        _report: &'a healthetl::pipeline::LoadReport,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            tokio::time::timeout(STEP_LIMIT / 3, self.barrier.wait())
+                .await
+                .map_err(|_| "the loads were never all inside their commits at once".to_string())?;
+            tokio::time::sleep(self.hold).await;
+            Ok(())
+        })
+    }
+}
+
+/// Four dimension files of four tables, each with one rejected row (so that its load publishes before committing).
+pub fn four_tables(dir: &TempDir) -> Vec<PathBuf> {
+    [
+        ("dimPayer.csv", "dimPayerPK,PayerName"),
+        ("dimLocation.csv", "dimLocationPK,LocationName"),
+        (
+            "dimTransaction.csv",
+            "dimTransactionPK,TransactionType,Transaction,AdjustmentReason",
+        ),
+        ("dimCptCode.csv", "dimCPTCodePK,CptCode,CptDesc,CptGrouping"),
+    ]
+    .iter()
+    .map(|(name, header)| {
+        let fields = header.split(',').count();
+        let mut text = format!("{header}\n");
+        for i in 1..=2000 {
+            let rest: Vec<String> = (1..fields).map(|f| format!("v{i}-{f}")).collect();
+            text.push_str(&format!("{i},{}\n", rest.join(",")));
+        }
+        text.push_str(&format!("bad-key{}\n", ",x".repeat(fields - 1)));
+        dir.write(name, text)
+    })
+    .collect()
+}

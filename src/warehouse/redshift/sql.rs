@@ -143,12 +143,13 @@ pub fn slice_count() -> &'static str {
     "SELECT COUNT(*) FROM stv_slices"
 }
 
-/// Serialize loads: the target against other loads of it, and the ledger against every other load. Redshift
-/// checks serializable isolation per table and every load reads and writes the ledger, so loads of two tables
-/// running side by side would abort one another; taken first in the transaction, the lock makes them wait instead.
-/// (Redshift's LOCK is exclusive: readers of these two tables wait for the commit.)
+/// Serialize loads of one table, and only of that table: Redshift's LOCK is exclusive, so it is taken on the
+/// target alone — loads of other tables, readers of other tables and views over them, and the ledger are never
+/// blocked by it. The ledger is written with a plain INSERT (no lock); the identity is checked again under this
+/// lock, so two loads of one object cannot both commit. Two loads of different tables that check the ledger at the
+/// same instant may still meet Redshift's serializable-isolation check (error 1023): that is retried with backoff.
 pub fn lock(table: &Table) -> String {
-    format!("LOCK {}, {}", table.qualified(), ledger())
+    format!("LOCK {}", table.qualified())
 }
 
 /// Whether this object is already loaded into this table: `$1` its quick identity, `$2` the table name, `$3` its
@@ -260,8 +261,8 @@ pub fn ledger_insert() -> String {
     )
 }
 
-/// The key of the row [`ledger_insert`] just wrote (`$1` identity, `$2` table, `$3` its finished_at): the ledger
-/// is locked by this transaction, so no other row can match.
+/// The key of the row [`ledger_insert`] just wrote (`$1` identity, `$2` table, `$3` its finished_at): loads of this
+/// table hold its lock until they commit, so no other row of this table can match.
 pub fn ledger_load_id() -> String {
     format!(
         "SELECT MAX(load_id) FROM {} WHERE object_identity = $1::VARCHAR AND table_name = $2::VARCHAR \
