@@ -290,6 +290,9 @@ pub struct Config {
     /// The largest object and gzip ratio (`MAX_OBJECT_BYTES`, `MAX_GZIP_RATIO`). In Lambda the object limit
     /// defaults to what fits the function's timeout (see [`lambda_object_limit`]).
     pub stream_limits: StreamLimits,
+    /// No object is started with less than this left before the invocation's deadline
+    /// (`DEADLINE_MARGIN_SECONDS`, default 30): it is reported failed and delivered again.
+    pub deadline_margin: std::time::Duration,
 }
 
 /// Bytes of CSV one vCPU parses, casts and sends per second, measured on the development machine (1M fact rows,
@@ -514,7 +517,11 @@ impl Config {
             max_gzip_ratio: number("MAX_GZIP_RATIO", "a whole number (0: no limit)")?
                 .unwrap_or(StreamLimits::default().max_gzip_ratio),
         };
+        let deadline_margin = std::time::Duration::from_secs(
+            number("DEADLINE_MARGIN_SECONDS", "seconds")?.unwrap_or(30),
+        );
         Ok(Config {
+            deadline_margin,
             read_limits,
             stream_limits,
             dialect,
@@ -654,7 +661,14 @@ mod tests {
         assert_eq!(c.ssl_mode, SslMode::Disable);
         assert_eq!(c.reject_threshold, 0.10);
         assert_eq!(c.quarantine_prefix, "quarantine/");
+        assert_eq!(c.deadline_margin, std::time::Duration::from_secs(30));
         assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DEADLINE_MARGIN_SECONDS", "45"),
+        ])
+        .unwrap();
+        assert_eq!(c.deadline_margin, std::time::Duration::from_secs(45));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! metrics per object. Clients and the warehouse connection are created once and reused while warm.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
@@ -14,6 +14,10 @@ use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_routed};
 use crate::route::{Routed, escape_text};
 use crate::source::s3::{self, S3SourceError};
 use crate::warehouse::{Connector, Loader, WarehouseError};
+
+/// Of an invocation's time, what a started load leaves for itself after its statements' timeout: rolling back,
+/// publishing a refusal to the quarantine, logging and answering the runtime.
+pub const FINISH_RESERVE: Duration = Duration::from_secs(5);
 
 /// Why the handler could not start (cold start).
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +51,10 @@ pub enum HandlerError {
 pub struct MessageOutcome {
     /// The SQS message id; `None` for messages that have none (direct S3 records, EventBridge events).
     pub message_id: Option<String>,
-    /// False when the message should be retried (unreadable, or an object failed).
+    /// False when the message should be retried (unreadable, an object failed, or not started for lack of time).
     pub ok: bool,
+    /// False when it was not started at all: too little time was left in the invocation.
+    pub started: bool,
     /// One report per object the message named, in order.
     pub reports: Vec<LoadReport>,
 }
@@ -123,8 +129,22 @@ impl Handler {
         event: &Value,
         request_id: &str,
     ) -> Result<Value, HandlerError> {
+        self.handle_event_until(event, request_id, None).await
+    }
+
+    /// [`Handler::handle_event`] for an invocation that must end by `deadline`: no object is started with less
+    /// than the configured margin left (its message is reported failed, so it is delivered again), and a started
+    /// load's statements run under a statement timeout that ends [`FINISH_RESERVE`] before the deadline.
+    pub async fn handle_event_until(
+        &self,
+        event: &Value,
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Value, HandlerError> {
         let incoming = parse_event(event)?;
-        let outcomes = self.handle_incoming(&incoming, request_id).await;
+        let outcomes = self
+            .handle_incoming_until(&incoming, request_id, deadline)
+            .await;
         let failed: Vec<String> = outcomes
             .iter()
             .filter(|o| !o.ok)
@@ -150,13 +170,34 @@ impl Handler {
         incoming: &Incoming,
         request_id: &str,
     ) -> Vec<MessageOutcome> {
+        self.handle_incoming_until(incoming, request_id, None).await
+    }
+
+    /// [`Handler::handle_incoming`] for an invocation that must end by `deadline` (see
+    /// [`Handler::handle_event_until`]).
+    pub async fn handle_incoming_until(
+        &self,
+        incoming: &Incoming,
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Vec<MessageOutcome> {
         let mut outcomes = Vec::with_capacity(incoming.messages.len());
         for message in &incoming.messages {
             let mut outcome = MessageOutcome {
                 message_id: message.message_id.clone(),
                 ok: true,
+                started: true,
                 reports: Vec::new(),
             };
+            if let Some(left) = self.too_little_time(deadline) {
+                tracing::warn!(request_id, message_id = ?message.message_id, left_ms = left.as_millis() as u64,
+                    margin_ms = self.config.deadline_margin.as_millis() as u64,
+                    "not started: too little time left in this invocation; it will be delivered again");
+                outcome.ok = false;
+                outcome.started = false;
+                outcomes.push(outcome);
+                continue;
+            }
             match &message.items {
                 Err(e) => {
                     tracing::error!(request_id, message_id = ?message.message_id, error = %e, "unreadable message");
@@ -169,7 +210,15 @@ impl Handler {
                                 tracing::info!(request_id, reason = %reason, "event ignored");
                             }
                             Item::Load(object) => {
-                                if let Some(report) = self.process(object, request_id).await {
+                                if self.too_little_time(deadline).is_some() {
+                                    // A later object of a message already begun: the message is retried (the
+                                    // objects it did load are skipped by the ledger then).
+                                    outcome.ok = false;
+                                    break;
+                                }
+                                if let Some(report) =
+                                    self.process(object, request_id, deadline).await
+                                {
                                     outcome.ok &= report.status != Status::Failed;
                                     outcome.reports.push(report);
                                 }
@@ -183,8 +232,19 @@ impl Handler {
         outcomes
     }
 
+    /// The time left when it is less than the configured margin (then nothing new is started).
+    fn too_little_time(&self, deadline: Option<Instant>) -> Option<Duration> {
+        let left = deadline?.saturating_duration_since(Instant::now());
+        (left < self.config.deadline_margin).then_some(left)
+    }
+
     /// Load one object and deal with its outcome. `None` when the object is one of our own outputs.
-    async fn process(&self, object: &ObjectRef, request_id: &str) -> Option<LoadReport> {
+    async fn process(
+        &self,
+        object: &ObjectRef,
+        request_id: &str,
+        deadline: Option<Instant>,
+    ) -> Option<LoadReport> {
         if self.is_own_output(&object.key) {
             tracing::info!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), "own output ignored");
             return None;
@@ -200,7 +260,10 @@ impl Handler {
                     LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
                 }
                 Err(e) => LoadReport::failed(&uri, e.to_string()),
-                Ok(opened) => self.load(routed, opened, object, request_id).await,
+                Ok(opened) => {
+                    self.load(routed, opened, object, request_id, deadline)
+                        .await
+                }
             },
         };
         // A loaded object's rejected rows were published before its commit; a refused object's report goes now
@@ -225,6 +288,7 @@ impl Handler {
         object: crate::source::Object,
         from: &ObjectRef,
         request_id: &str,
+        deadline: Option<Instant>,
     ) -> LoadReport {
         let options = LoadOptions {
             force: false,
@@ -233,6 +297,7 @@ impl Handler {
             limits: self.config.read_limits,
             stream: self.config.stream_limits,
             quality: true,
+            deadline: deadline.map(|d| d.checked_sub(FINISH_RESERVE).unwrap_or(d)),
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {

@@ -36,8 +36,9 @@ pub async fn serve() -> ExitCode {
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let handler = handler.clone();
             async move {
+                let deadline = invocation_deadline(event.context.deadline);
                 handler
-                    .handle_event(&event.payload, &event.context.request_id)
+                    .handle_event_until(&event.payload, &event.context.request_id, Some(deadline))
                     .await
                     .map_err(lambda_runtime::Error::from)
             }
@@ -50,6 +51,15 @@ pub async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The invocation's deadline (milliseconds since the epoch, from the runtime) as an instant of this process.
+pub fn invocation_deadline(deadline_ms: u64) -> std::time::Instant {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::time::Instant::now() + left
 }
 
 /// The runtime the binary runs on: two worker threads (a Lambda function has at most a few vCPUs; the parser runs

@@ -62,6 +62,10 @@ enum Command {
         /// A gzip file that expands more than this many times is refused (0: no limit).
         #[arg(long, env = "MAX_GZIP_RATIO", default_value_t = healthetl::source::DEFAULT_MAX_GZIP_RATIO)]
         max_gzip_ratio: u64,
+        /// Give up after this many seconds for the whole command: every statement runs under a statement timeout
+        /// of the time left, and a file not yet started with under a second left fails (default: no limit).
+        #[arg(long)]
+        timeout: Option<u64>,
     },
     /// Write a deterministic synthetic dataset shaped like the original nine files.
     Generate {
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
                 max_field_bytes,
                 max_object_bytes,
                 max_gzip_ratio,
+                timeout,
             } => {
                 let options = healthetl::pipeline::LoadOptions {
                     force,
@@ -216,6 +221,8 @@ fn main() -> ExitCode {
                         max_gzip_ratio,
                     },
                     quality: std::env::var("HEALTHETL_QUALITY").map_or(true, |v| v != "off"),
+                    deadline: timeout
+                        .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(&target, &paths, &options, json, progress).await

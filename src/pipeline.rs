@@ -42,6 +42,9 @@ pub struct LoadOptions {
     /// Count the data-quality figures of fact loads (on unless `HEALTHETL_QUALITY=off`, which exists to
     /// measure their cost in `bench/run`; the ledger then records no figures).
     pub quality: bool,
+    /// When the load must be over (the Lambda's deadline less its margin, the CLI's `--timeout`): its statements
+    /// run under a statement timeout of the time left. `None`: no limit.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for LoadOptions {
@@ -53,6 +56,7 @@ impl Default for LoadOptions {
             limits: Limits::default(),
             stream: StreamLimits::default(),
             quality: true,
+            deadline: None,
         }
     }
 }
@@ -312,6 +316,7 @@ pub async fn load_routed(
         identity: &identity,
         content_sha256: content_sha256.as_deref(),
         force: options.force,
+        deadline: options.deadline,
     };
     let mut load = match warehouse.begin(begin).await {
         Ok(Some(load)) => load,

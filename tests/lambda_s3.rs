@@ -1069,3 +1069,59 @@ async fn the_same_bytes_under_another_key_or_gzipped_are_skipped_by_their_conten
         "the quick check stays the ETag: {identity}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_starts_no_object_with_less_than_the_margin_left_and_reports_those_messages_failed()
+{
+    let landing = Landing::new("deadline_batch").await;
+    for file in ["dimPayer.csv", "dimLocation.csv"] {
+        landing.put(&format!("{PREFIX}{file}"), sample(file)).await;
+    }
+    let (_, objects) = landing.notifications(2).await;
+    let event = sqs_event(&objects, &landing.queue);
+    let ids: Vec<String> = objects
+        .iter()
+        .map(|m| m.message_id.clone().expect("message id"))
+        .collect();
+    // 10 s left, under the default 30 s margin: nothing is started, every message is a batch item failure.
+    let soon = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let response = within(
+        "handling near the deadline",
+        landing
+            .handler
+            .handle_event_until(&event, "late", Some(soon)),
+    )
+    .await
+    .expect("an SQS answer");
+    let mut failed = batch_item_failures(&response);
+    failed.sort_unstable();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(failed, expected, "{response}");
+    let touched: i64 = scalar(
+        &landing.db.url,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema IN ('health', 'etl')",
+    )
+    .await;
+    assert_eq!(
+        touched, 0,
+        "nothing started: the warehouse was not even initialized"
+    );
+    assert!(
+        landing.moto.list(BUCKET, "quarantine/").await.is_empty(),
+        "messages not started leave nothing"
+    );
+    // Delivered again with time enough: both load.
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let response = within(
+        "handling with time",
+        landing
+            .handler
+            .handle_event_until(&event, "on-time", Some(later)),
+    )
+    .await
+    .expect("an SQS answer");
+    assert!(batch_item_failures(&response).is_empty(), "{response}");
+    assert_eq!(landing.count("dim_payer").await, 8);
+    assert_eq!(landing.db.ledger_rows().await, 2);
+}

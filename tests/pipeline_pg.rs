@@ -1400,3 +1400,74 @@ async fn four_loads_of_four_tables_are_inside_their_commits_at_once() {
         4.0 * hold.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_past_its_deadline_is_cancelled_by_the_statement_timeout_and_leaves_nothing() {
+    let db = TestDb::initialized("deadline").await;
+    let tmp = TempDir::new("deadline");
+    let payer = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n1,Medicare\n");
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        deadline: Some(Instant::now() + Duration::from_secs(3)),
+        ..LoadOptions::default()
+    };
+    // Another session holds dim_payer: without a statement timeout the load would wait for it indefinitely.
+    let mut blocker = common::connect(&db.url).await;
+    let held = blocker.transaction().await.expect("begin");
+    held.batch_execute("LOCK health.dim_payer IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut pg = Postgres::new(&db.url).expect("url");
+    let report = within(
+        "a load under a deadline",
+        load_object(&mut pg, Object::local(&payer).unwrap(), &options, None),
+    )
+    .await;
+    assert_eq!(report.status, Status::Failed, "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("statement timeout") && error.contains("57014"),
+        "{error}"
+    );
+    // The command line's --timeout does the same.
+    let out = run_bin(
+        Some(&db.url),
+        tmp.path(),
+        ["load", "--timeout", "3", "dimPayer.csv"],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("statement timeout"), "{}", out.stdout);
+    held.rollback().await.expect("release");
+    assert_eq!(db.ledger_rows().await, 0);
+    // No time left: not started at all, and the connection's timeout is reset for the next load without one.
+    let late = LoadOptions {
+        deadline: Some(Instant::now()),
+        ..options.clone()
+    };
+    let report = load_object(&mut pg, Object::local(&payer).unwrap(), &late, None).await;
+    assert_eq!(report.status, Status::Failed, "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("deadline:"),
+        "{report:?}"
+    );
+    let free = LoadOptions {
+        deadline: None,
+        ..options
+    };
+    let report = load_object(&mut pg, Object::local(&payer).unwrap(), &free, None).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    let timeout: String = pg
+        .client()
+        .await
+        .expect("client")
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "0");
+}

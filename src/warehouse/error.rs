@@ -35,8 +35,11 @@ pub enum WarehouseError {
     /// The work before the commit (publishing rejected rows) failed: the load was rolled back.
     #[error("not committed: {0}")]
     BeforeCommit(String),
-    #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
+    /// Too little time is left before the invocation's deadline to start (or go on with) the work.
+    #[error("deadline: {0}")]
+    Deadline(String),
     /// Transient failures outlasted the retries.
+    #[error("gave up after {attempts} attempts; the last failed while {context}: {detail}")]
     GaveUp {
         /// Tries made.
         attempts: u32,

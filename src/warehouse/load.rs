@@ -2,6 +2,8 @@
 //! [`RowSink`]) and the facts that cross it (ledger entry, committed load, outcome). The pipeline names no dialect;
 //! a dialect names no pipeline type.
 
+use std::time::{Duration, Instant};
+
 use futures_util::future::BoxFuture;
 use tokio_postgres::Client;
 
@@ -57,6 +59,29 @@ pub struct BeginLoad<'a> {
     pub content_sha256: Option<&'a str>,
     /// Load even if the ledger has the object.
     pub force: bool,
+    /// When the work must be over (the Lambda invocation's deadline less a margin, or the CLI's `--timeout`):
+    /// every statement of the load runs under a `statement_timeout` of the time left. `None`: no limit.
+    pub deadline: Option<Instant>,
+}
+
+/// The least time a load starts with: below it, it is not started (a statement would be cancelled at once).
+pub const MIN_TIME_LEFT: Duration = Duration::from_secs(1);
+
+/// `SET statement_timeout TO …` (both dialects' spelling, session-wide) for the time left before `deadline`, or
+/// `0` (none) without one; an error when less than [`MIN_TIME_LEFT`] is left.
+pub fn statement_timeout_sql(deadline: Option<Instant>) -> Result<String, WarehouseError> {
+    let Some(deadline) = deadline else {
+        return Ok("SET statement_timeout TO 0".into());
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < MIN_TIME_LEFT {
+        return Err(WarehouseError::Deadline(format!(
+            "{} ms left, less than the {} ms a load needs to start",
+            left.as_millis(),
+            MIN_TIME_LEFT.as_millis()
+        )));
+    }
+    Ok(format!("SET statement_timeout TO {}", left.as_millis()))
 }
 
 /// How rows are written into a [`RowSink`]'s buffer.
@@ -190,5 +215,24 @@ pub struct NothingBeforeCommit;
 impl BeforeCommit for NothingBeforeCommit {
     fn before_commit<'a>(&'a self, _done: &'a Committed) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_the_time_left_and_none_without_a_deadline() {
+        assert_eq!(
+            statement_timeout_sql(None).unwrap(),
+            "SET statement_timeout TO 0"
+        );
+        let sql = statement_timeout_sql(Some(Instant::now() + Duration::from_secs(90))).unwrap();
+        let ms: u64 = sql.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((89_000..=90_000).contains(&ms), "{sql}");
+        let late = statement_timeout_sql(Some(Instant::now() + Duration::from_millis(200)));
+        assert!(matches!(late, Err(WarehouseError::Deadline(_))), "{late:?}");
+        assert!(statement_timeout_sql(Some(Instant::now())).is_err());
     }
 }

@@ -19,7 +19,7 @@ pub use connect::{ConnectPlan, Connector, connect};
 pub use error::{WarehouseError, describe};
 pub use load::{
     BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
-    NothingBeforeCommit, RowEncoding, RowSink, SinkError,
+    NothingBeforeCommit, RowEncoding, RowSink, SinkError, statement_timeout_sql,
 };
 pub use postgres::Postgres;
 pub use redshift::Redshift;

@@ -105,7 +105,12 @@ impl Postgres {
         request: BeginLoad<'_>,
     ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
         let table = request.table;
+        let timeout = super::statement_timeout_sql(request.deadline)?;
         let client = self.connection.client().await?;
+        client
+            .batch_execute(&timeout)
+            .await
+            .map_err(WarehouseError::db("setting the statement timeout"))?;
         let tx = client
             .transaction()
             .await

@@ -178,6 +178,9 @@ struct LoadRequest<'a> {
     pub started: SystemTime,
     /// Run before the transaction commits; its failure rolls the load back (not retried here).
     pub before_commit: &'a dyn BeforeCommit,
+    /// When the load must be over: each try runs under a statement timeout of the time left, and no try starts
+    /// without time left.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// The Redshift warehouse: a connection, an S3 client for staging, and the statements only Redshift runs.
@@ -432,11 +435,17 @@ impl Redshift {
         let server = self.server.clone();
         let role = self.settings.copy_role_arn.clone();
         let entry = &request.entry;
+        let timeout =
+            super::statement_timeout_sql(request.deadline).map_err(AttemptError::Fatal)?;
         let client = self
             .connection
             .client()
             .await
             .map_err(AttemptError::Connect)?;
+        client
+            .batch_execute(&timeout)
+            .await
+            .map_err(db("setting the statement timeout"))?;
         let tx = client
             .transaction()
             .await
@@ -627,6 +636,7 @@ impl Loader for Redshift {
                 dir,
                 wanted,
                 started,
+                deadline: request.deadline,
                 parts: None,
             }) as Box<dyn Load + 'a>))
         })
@@ -642,6 +652,7 @@ struct RedshiftLoad<'a> {
     dir: PathBuf,
     wanted: usize,
     started: SystemTime,
+    deadline: Option<std::time::Instant>,
     /// The finished part files, sent by the sink when the last row is written.
     parts: Option<oneshot::Receiver<Vec<PartFile>>>,
 }
@@ -692,6 +703,7 @@ impl Load for RedshiftLoad<'_> {
                 entry: commit.entry.clone(),
                 started: self.started,
                 before_commit: commit.before_commit,
+                deadline: self.deadline,
             };
             let table = self.table;
             self.redshift.load(table, &request).await
