@@ -38,7 +38,7 @@ pub async fn serve() -> ExitCode {
             async move {
                 let deadline = invocation_deadline(event.context.deadline);
                 handler
-                    .handle_event_until(&event.payload, &event.context.request_id, Some(deadline))
+                    .handle_event_until(&event.payload, &event.context.request_id, deadline)
                     .await
                     .map_err(lambda_runtime::Error::from)
             }
@@ -53,13 +53,12 @@ pub async fn serve() -> ExitCode {
     }
 }
 
-/// The invocation's deadline (milliseconds since the epoch, from the runtime) as an instant of this process.
-pub fn invocation_deadline(deadline_ms: u64) -> std::time::Instant {
+/// The invocation's deadline (milliseconds since the epoch, from the runtime) as an instant of this process;
+/// `None` when it is not in the future (emulators may send none, or 0): then no deadline is applied.
+pub fn invocation_deadline(deadline_ms: u64) -> Option<std::time::Instant> {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
-    let left = at
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    std::time::Instant::now() + left
+    let left = at.duration_since(std::time::SystemTime::now()).ok()?;
+    Some(std::time::Instant::now() + left)
 }
 
 /// The runtime the binary runs on: two worker threads (a Lambda function has at most a few vCPUs; the parser runs
