@@ -112,12 +112,17 @@ impl Target {
 pub async fn init(target: &Target) -> Result<ExitCode, CliError> {
     let mut warehouse = target.warehouse().await?;
     let migrated = warehouse.init(&crate::reporting::view_statements()).await?;
+    let ledger = &crate::schema::SCHEMA.ledger;
     println!(
-        "warehouse ready ({}): schemas health and etl, {} tables, ledger etl.load_log, {} reporting views, \
-         schema version {}",
+        "warehouse ready ({}): schemas {} and {}, {} tables, ledger {}.{}, {} reporting views in {}, schema version {}",
         warehouse.dialect(),
+        crate::schema::data_schema(),
+        crate::schema::etl_schema(),
         crate::schema::SCHEMA.all_tables().count(),
+        ledger.schema,
+        ledger.name,
         crate::reporting::views().len(),
+        crate::schema::reporting_schema(),
         migrated.to_version
     );
     if !migrated.columns_added.is_empty() {

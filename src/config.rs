@@ -348,6 +348,13 @@ impl Config {
 
     /// Read from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        if crate::schema::namespace_error().is_some() {
+            return Err(ConfigError::Invalid {
+                name: crate::schema::SCHEMA_PREFIX_VAR,
+                value: std::env::var(crate::schema::SCHEMA_PREFIX_VAR).unwrap_or_default(),
+                expected: "at most 40 lower-case letters, digits and underscores, not starting with a digit",
+            });
+        }
         let dialect = match get("WAREHOUSE_DIALECT").as_deref() {
             None | Some("postgres") => Dialect::Postgres,
             Some("redshift") => Dialect::Redshift,

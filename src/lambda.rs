@@ -9,17 +9,66 @@ pub fn started_by_runtime() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1
 }
 
-/// Logs go to stderr: human-readable by default, JSON when `LOG_FORMAT=json`; level from `RUST_LOG` (default warn).
+/// Logs go to stderr. Level: `RUST_LOG` when set (a tracing filter), else the function's `AWS_LAMBDA_LOG_LEVEL`
+/// (Lambda sets it from `LoggingConfig.ApplicationLogLevel`), else warn. Format: JSON when `LOG_FORMAT=json` or
+/// Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON` (`LoggingConfig.LogFormat`), human-readable otherwise.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let var = |name| std::env::var(name).ok();
+    let settings = LogSettings::from_vars(
+        var("RUST_LOG").as_deref(),
+        var("LOG_FORMAT").as_deref(),
+        var("AWS_LAMBDA_LOG_LEVEL").as_deref(),
+        var("AWS_LAMBDA_LOG_FORMAT").as_deref(),
+    );
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+    if settings.json {
         builder.json().with_current_span(false).init();
     } else {
         builder.with_target(false).init();
+    }
+}
+
+/// The log filter and format chosen from the environment (see [`init_tracing`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A tracing filter directive.
+    pub filter: String,
+    /// One JSON object per line.
+    pub json: bool,
+}
+
+impl LogSettings {
+    /// From `RUST_LOG`, `LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL` and `AWS_LAMBDA_LOG_FORMAT`. Lambda's levels are
+    /// TRACE, DEBUG, INFO, WARN, ERROR and FATAL; tracing has no FATAL, so it reads as error. An unknown level
+    /// reads as warn rather than switching logging off.
+    pub fn from_vars(
+        rust_log: Option<&str>,
+        log_format: Option<&str>,
+        lambda_level: Option<&str>,
+        lambda_format: Option<&str>,
+    ) -> Self {
+        let lambda_filter = lambda_level.map(|level| {
+            match level.trim().to_ascii_uppercase().as_str() {
+                "TRACE" => "trace",
+                "DEBUG" => "debug",
+                "INFO" => "info",
+                "ERROR" | "FATAL" => "error",
+                _ => "warn",
+            }
+            .to_string()
+        });
+        let filter = rust_log
+            .filter(|f| !f.trim().is_empty())
+            .map(str::to_string)
+            .or(lambda_filter)
+            .unwrap_or_else(|| "warn".to_string());
+        let json = log_format.is_some_and(|f| f.eq_ignore_ascii_case("json"))
+            || lambda_format.is_some_and(|f| f.eq_ignore_ascii_case("json"));
+        Self { filter, json }
     }
 }
 
@@ -68,4 +117,48 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogSettings;
+
+    fn settings(vars: [Option<&str>; 4]) -> LogSettings {
+        LogSettings::from_vars(vars[0], vars[1], vars[2], vars[3])
+    }
+
+    #[test]
+    fn lambda_logging_config_reaches_the_code() {
+        let s = settings([None, None, Some("DEBUG"), Some("JSON")]);
+        assert_eq!(
+            s,
+            LogSettings {
+                filter: "debug".into(),
+                json: true
+            }
+        );
+        assert_eq!(
+            settings([None, None, Some("FATAL"), Some("Text")]).filter,
+            "error"
+        );
+        assert!(!settings([None, None, Some("INFO"), Some("Text")]).json);
+    }
+
+    #[test]
+    fn rust_log_wins_over_lambda_and_the_default_is_warn() {
+        let s = settings([Some("healthetl=trace"), None, Some("ERROR"), None]);
+        assert_eq!(s.filter, "healthetl=trace");
+        assert_eq!(
+            settings([None, None, None, None]),
+            LogSettings {
+                filter: "warn".into(),
+                json: false
+            }
+        );
+        assert_eq!(
+            settings([Some(" "), None, Some("bogus"), None]).filter,
+            "warn"
+        );
+        assert!(settings([None, Some("json"), None, None]).json);
+    }
 }

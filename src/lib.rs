@@ -6,6 +6,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod acceptance;
 pub mod aws;
 pub mod calendar;
 #[cfg(feature = "cli")]

@@ -33,6 +33,21 @@ struct Args {
 enum Command {
     /// Create the schemas, tables, load ledger and reporting views (idempotent).
     Init,
+    /// Check a real warehouse in a scratch namespace (HEALTHETL_SCHEMA_PREFIX, required): init twice, the sample
+    /// loaded with each auth mode, table layout, text read back byte for byte, a duplicate delivery, concurrent
+    /// loads, a reader during a load, a bad row. Prints a pass/fail table; exit 0 only when all pass. Run by
+    /// scripts/redshift-acceptance.
+    Acceptance {
+        /// The folder of the sample files.
+        #[arg(long, default_value = "data/sample")]
+        sample: PathBuf,
+        /// Fact rows generated for the load the reader runs against.
+        #[arg(long, default_value_t = 200_000)]
+        reader_rows: u64,
+        /// Keep the scratch schemas afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Load CSV files (or directories of them: dimensions first, then the fact table).
     Load {
         /// Files (.csv, .csv.gz) or directories.
@@ -196,6 +211,18 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.command {
             Command::Init => cli::init(&target).await,
+            Command::Acceptance {
+                sample,
+                reader_rows,
+                keep,
+            } => {
+                let options = healthetl::acceptance::Options {
+                    sample,
+                    reader_rows,
+                    keep,
+                };
+                healthetl::acceptance::run(&target, &options).await
+            }
             Command::Load {
                 paths,
                 force,

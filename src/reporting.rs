@@ -12,10 +12,10 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use crate::schema::{Column, DATA_SCHEMA, SCHEMA, Table, TableKind, orphan_condition, quote_ident};
-
-/// Warehouse schema holding the reporting views.
-pub const REPORTING_SCHEMA: &str = "reporting";
+use crate::schema::{
+    Column, REPORTING_SCHEMA, SCHEMA, Table, TableKind, data_schema, orphan_condition, quote_ident,
+    reporting_schema,
+};
 
 /// Label of a group whose dimension row is missing (or whose value is empty).
 pub const UNKNOWN: &str = "unknown";
@@ -93,7 +93,7 @@ impl Dim {
             // undeclared key fails at `init` with the warehouse's error instead of a panic.
             None => format!(
                 "LEFT JOIN {}.{} AS {a} ON FALSE",
-                quote_ident(DATA_SCHEMA),
+                quote_ident(data_schema()),
                 quote_ident(self.fact_column()),
                 a = self.alias()
             ),
@@ -512,7 +512,7 @@ impl ViewDoc {
     pub fn qualified(&self) -> String {
         format!(
             "{}.{}",
-            quote_ident(REPORTING_SCHEMA),
+            quote_ident(reporting_schema()),
             quote_ident(self.name)
         )
     }
@@ -612,7 +612,7 @@ fn data_quality_sql() -> String {
     }
     format!(
         "CREATE OR REPLACE VIEW {}.{} AS\n{}",
-        quote_ident(REPORTING_SCHEMA),
+        quote_ident(reporting_schema()),
         quote_ident(DATA_QUALITY),
         parts.join("\nUNION ALL\n")
     )
@@ -631,7 +631,7 @@ fn measures_of(v: &ViewDef) -> impl Iterator<Item = &'static Measure> + '_ {
 fn from_sql(dims: &[Dim]) -> String {
     let mut sql = format!(
         "FROM {}.{} AS f",
-        quote_ident(DATA_SCHEMA),
+        quote_ident(data_schema()),
         quote_ident("fact_table")
     );
     for d in Dim::ALL.into_iter().filter(|d| dims.contains(d)) {
@@ -680,7 +680,7 @@ fn view_sql(v: &ViewDef) -> String {
     let (select, dims) = select_sql(v.grain, &measures, false);
     format!(
         "CREATE OR REPLACE VIEW {}.{} AS\n{select}\n{}{}",
-        quote_ident(REPORTING_SCHEMA),
+        quote_ident(reporting_schema()),
         quote_ident(v.name),
         from_sql(&dims),
         group_by_sql(v.grain)
@@ -692,7 +692,7 @@ fn view_sql(v: &ViewDef) -> String {
 pub fn view_statements() -> Vec<String> {
     let mut stmts = vec![format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(REPORTING_SCHEMA)
+        quote_ident(reporting_schema())
     )];
     stmts.extend(VIEWS.iter().map(view_sql));
     stmts.push(data_quality_sql());

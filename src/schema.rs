@@ -4,16 +4,91 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-/// Warehouse schema holding the star schema tables.
+/// Warehouse schema holding the star schema tables (its name without a [`SCHEMA_PREFIX_VAR`]).
 pub const DATA_SCHEMA: &str = "health";
-/// Warehouse schema holding the load ledger.
+/// Warehouse schema holding the load ledger (its name without a prefix).
 pub const ETL_SCHEMA: &str = "etl";
+/// Warehouse schema holding the reporting views (its name without a prefix).
+pub const REPORTING_SCHEMA: &str = "reporting";
+
+/// The variable naming a prefix for the three schema names: with `HEALTHETL_SCHEMA_PREFIX=acc_` the warehouse is
+/// `acc_health`, `acc_etl` and `acc_reporting`, a separate namespace in the same database (the acceptance kit's
+/// scratch schemas; a test environment next to production). Read once per process; unset or empty: no prefix.
+pub const SCHEMA_PREFIX_VAR: &str = "HEALTHETL_SCHEMA_PREFIX";
+
+/// The three schema names in use, with the prefix applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// The star schema tables' schema.
+    pub data: &'static str,
+    /// The ledger's schema.
+    pub etl: &'static str,
+    /// The reporting views' schema.
+    pub reporting: &'static str,
+}
+
+impl Namespace {
+    /// The names under `prefix`: lower-case ASCII letters, digits and `_`, starting with a letter or `_`, at most
+    /// 40 bytes (identifiers are never taken from input without this check; Redshift folds names to lower case).
+    pub fn with_prefix(prefix: &str) -> Result<Self, String> {
+        let valid = prefix.len() <= 40
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !prefix.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(format!(
+                "{SCHEMA_PREFIX_VAR} must be at most 40 lower-case letters, digits and underscores, not starting \
+                 with a digit"
+            ));
+        }
+        let named =
+            |base: &str| -> &'static str { Box::leak(format!("{prefix}{base}").into_boxed_str()) };
+        Ok(Self {
+            data: named(DATA_SCHEMA),
+            etl: named(ETL_SCHEMA),
+            reporting: named(REPORTING_SCHEMA),
+        })
+    }
+}
+
+static NAMESPACE: LazyLock<Result<Namespace, String>> =
+    LazyLock::new(|| Namespace::with_prefix(&std::env::var(SCHEMA_PREFIX_VAR).unwrap_or_default()));
+
+/// Why the process's [`SCHEMA_PREFIX_VAR`] cannot be used, if it cannot: entry points check this before any SQL
+/// is built (configuration errors are reported, not panics).
+pub fn namespace_error() -> Option<&'static str> {
+    NAMESPACE.as_ref().err().map(String::as_str)
+}
+
+fn namespace() -> &'static Namespace {
+    match NAMESPACE.as_ref() {
+        Ok(n) => n,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The star schema's schema in use (`health` unless prefixed).
+pub fn data_schema() -> &'static str {
+    namespace().data
+}
+
+/// The ledger's schema in use (`etl` unless prefixed).
+pub fn etl_schema() -> &'static str {
+    namespace().etl
+}
+
+/// The reporting views' schema in use (`reporting` unless prefixed).
+pub fn reporting_schema() -> &'static str {
+    namespace().reporting
+}
 
 /// The declaration's version: raise it with every change a deployed warehouse must receive (a new column, a new
 /// table). `init` brings a warehouse at an older version up to this one and records it in `etl.schema_version`.
 /// 1: every table before versions were recorded; 2: `dim_patient.email` optional, the version table itself, the
-/// ledger declared here (its columns added by the same migration as every table's).
-pub const SCHEMA_VERSION: u32 = 2;
+/// ledger declared here (its columns added by the same migration as every table's); 3: Redshift's per-table load
+/// lock tables (`etl.load_lock_<table>`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The warehouse type of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -822,9 +897,9 @@ fn build_table(t: &TableDef) -> Table {
             let sort_key = t.sort_key.iter().map(|c| index(c)).collect();
             Table {
                 schema: if t.kind == TableKind::Ledger {
-                    ETL_SCHEMA
+                    etl_schema()
                 } else {
-                    DATA_SCHEMA
+                    data_schema()
                 },
                 source: t.source,
                 name: snake_case(t.source),
@@ -911,6 +986,17 @@ pub fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_prefix_names_a_namespace_of_three_schemas_and_only_safe_prefixes_pass() {
+        let n = Namespace::with_prefix("acc_").unwrap();
+        assert_eq!((n.data, n.etl, n.reporting), ("acc_health", "acc_etl", "acc_reporting"));
+        let none = Namespace::with_prefix("").unwrap();
+        assert_eq!((none.data, none.etl, none.reporting), ("health", "etl", "reporting"));
+        for bad in ["Acc_", "a-b", "x\"; DROP SCHEMA health; --", "1abc", &"a".repeat(41)] {
+            assert!(Namespace::with_prefix(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn snake_case_follows_the_contract_examples() {

@@ -459,7 +459,27 @@ CREATE TABLE IF NOT EXISTS "etl"."load_log" (
 )
 DISTSTYLE ALL
 COMPOUND SORTKEY ("table_name", "object_identity")
-ENCODE AUTO"#;
+ENCODE AUTO;
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_patient" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_physician" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_payer" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_location" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_transaction" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_diagnosis_code" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_cpt_code" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_date" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_fact_table" (held BOOLEAN);
+
+CREATE TABLE IF NOT EXISTS "etl"."load_lock_data_dictionary" (held BOOLEAN)"#;
 
 #[test]
 fn init_emits_the_golden_redshift_ddl_for_every_table_and_the_ledger() {
@@ -475,7 +495,7 @@ fn every_load_statement_is_golden() {
             sql::slice_count().to_string(),
             "SELECT COUNT(*) FROM stv_slices",
         ),
-        (sql::lock(fact), r#"LOCK "health"."fact_table""#),
+        (sql::lock(fact), r#"LOCK "etl"."load_lock_fact_table""#),
         (
             sql::ledger_lookup(),
             r#"SELECT load_id FROM "etl"."load_log" WHERE table_name = $2::VARCHAR AND status = 'loaded' AND (object_identity = $1::VARCHAR OR content_sha256 = $3::VARCHAR) LIMIT 1"#,
@@ -1280,7 +1300,8 @@ async fn the_command_line_inits_and_loads_redshift_through_s3_staging_as_the_lam
 }
 
 #[tokio::test]
-async fn a_load_holding_its_table_lock_blocks_neither_other_tables_loads_nor_the_ledger() {
+async fn a_load_holding_its_table_lock_blocks_neither_its_readers_other_tables_loads_nor_the_ledger()
+ {
     let world = World::new("redshift_table_locks").await;
     let payer = world.tmp.write(
         "dimPayer.csv",
@@ -1320,11 +1341,19 @@ async fn a_load_holding_its_table_lock_blocks_neither_other_tables_loads_nor_the
                 Duration::from_secs(5),
             )
             .await;
+            // The table being loaded is readable too (its last committed rows: none yet): the lock is on
+            // etl.load_lock_dim_payer, not on dim_payer, which QuickSight's views read.
+            let payers = common::answers_within(
+                &url,
+                "SELECT count(*) FROM health.dim_payer",
+                Duration::from_secs(5),
+            )
+            .await;
             gate.release.notify_one();
-            (other_load, ledger, locations)
+            (other_load, ledger, locations, payers)
         }
     );
-    let (other_load, ledger, locations) = second;
+    let (other_load, ledger, locations, payers) = second;
     let other_load = other_load.expect("another table's load is not blocked by dim_payer's lock");
     assert_eq!(other_load.status, Status::Loaded, "{other_load:?}");
     assert_eq!(
@@ -1333,6 +1362,11 @@ async fn a_load_holding_its_table_lock_blocks_neither_other_tables_loads_nor_the
         "the ledger is readable and holds only the committed load"
     );
     assert_eq!(locations, Ok(2));
+    assert_eq!(
+        payers,
+        Ok(0),
+        "readers of the table being loaded are not blocked"
+    );
     assert_eq!(first.status, Status::Loaded, "{first:?}");
     assert_eq!((first.rows_loaded, first.rows_rejected), (10, 1));
     assert_eq!(world.db.ledger_rows().await, 2);

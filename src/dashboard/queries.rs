@@ -461,7 +461,7 @@ async fn summary_in_snapshot(
 async fn data_quality(client: &Client) -> Result<Vec<QualityFigure>, DashboardError> {
     let sql = format!(
         "SELECT figure, column_name, dimension, row_count FROM {}.{} ORDER BY figure DESC, column_name",
-        quote_ident(crate::reporting::REPORTING_SCHEMA),
+        quote_ident(crate::schema::reporting_schema()),
         quote_ident(crate::reporting::DATA_QUALITY)
     );
     client_query(client, &sql)

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio_postgres::Transaction;
 
 use super::error::WarehouseError;
-use crate::schema::{Column, ColumnType, ETL_SCHEMA, SCHEMA, SCHEMA_VERSION, Table, quote_ident};
+use crate::schema::{Column, ColumnType, SCHEMA, SCHEMA_VERSION, Table, etl_schema, quote_ident};
 
 /// What an `init` changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct Migrated {
 pub fn version_table() -> String {
     format!(
         "{}.{}",
-        quote_ident(ETL_SCHEMA),
+        quote_ident(etl_schema()),
         quote_ident("schema_version")
     )
 }
@@ -47,8 +47,9 @@ pub fn create_version_table_sql() -> String {
 /// Whether the version table exists (`information_schema`, so a fresh warehouse answers 0 rather than an error).
 pub fn version_table_exists_sql() -> String {
     format!(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{ETL_SCHEMA}' \
-         AND table_name = 'schema_version'"
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{}' \
+         AND table_name = 'schema_version'",
+        etl_schema()
     )
 }
 

@@ -2,14 +2,14 @@
 //! lock, the ledger lookup and insert, the staging table, `COPY … FROM STDIN` (staged or appended), the merge and
 //! the data-quality counts.
 
-use crate::schema::{Column, ColumnType, DATA_SCHEMA, ETL_SCHEMA, SCHEMA, Table, quote_ident};
+use crate::schema::{Column, ColumnType, SCHEMA, Table, data_schema, etl_schema, quote_ident};
 use crate::warehouse::{LINE_COLUMN, STAGING, ledger};
 
 /// Statements that create schemas, tables and the ledger; each is idempotent.
 pub fn init_statements() -> Vec<String> {
     let mut stmts = vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(data_schema())),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(etl_schema())),
     ];
     stmts.extend(SCHEMA.all_tables().map(Table::create_sql));
     stmts.push(crate::warehouse::migrate::create_version_table_sql());

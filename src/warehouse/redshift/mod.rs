@@ -26,7 +26,7 @@ use super::load::{
 use super::migrate::{self, Migrated};
 use super::{LedgerLimits, comment_columns_from_dictionary};
 use crate::calendar::timestamptz;
-use crate::schema::{DATA_SCHEMA, ETL_SCHEMA, Table, quote_ident};
+use crate::schema::{Table, data_schema, etl_schema, quote_ident};
 use crate::transform::{KeyOrder, Quality, TransformStats, end_csv_row};
 use staging::{PartFile, PartWriter, StagedLoad, bucket_of, load_id};
 
@@ -240,7 +240,7 @@ impl Redshift {
         let from = migrate::current_version(&tx)
             .await
             .map_err(AttemptError::Fatal)?;
-        for schema in [DATA_SCHEMA, ETL_SCHEMA] {
+        for schema in [data_schema(), etl_schema()] {
             tx.batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}",
                 quote_ident(schema)
@@ -258,6 +258,11 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
+        for stmt in sql::create_load_locks() {
+            tx.batch_execute(&stmt)
+                .await
+                .map_err(db("creating the load lock tables"))?;
+        }
         tx.batch_execute(&migrate::create_version_table_sql())
             .await
             .map_err(db("creating the schema version table"))?;
@@ -452,7 +457,7 @@ impl Redshift {
             .map_err(db("starting the load transaction"))?;
         tx.batch_execute(&sql::lock(table))
             .await
-            .map_err(db("locking the table and the ledger"))?;
+            .map_err(db("taking the table's load lock"))?;
         if !entry.forced
             && tx
                 .query_opt(

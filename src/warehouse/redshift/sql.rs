@@ -19,7 +19,7 @@
 //! check accepts fits; the check itself stays in the transform, in characters.
 
 use crate::schema::{
-    Column, ColumnType, DATA_SCHEMA, Distribution, ETL_SCHEMA, SCHEMA, Table, orphan_condition,
+    Column, ColumnType, Distribution, SCHEMA, Table, data_schema, etl_schema, orphan_condition,
     quote_ident,
 };
 use crate::warehouse::{LINE_COLUMN, STAGING, ledger};
@@ -130,12 +130,35 @@ pub fn create_ledger() -> String {
 /// Schemas, every table and the ledger; each statement is idempotent.
 pub fn init_statements() -> Vec<String> {
     let mut stmts = vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(DATA_SCHEMA)),
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(ETL_SCHEMA)),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(data_schema())),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(etl_schema())),
     ];
     stmts.extend(SCHEMA.all_tables().map(create_table));
     stmts.push(create_ledger());
+    stmts.extend(create_load_locks());
     stmts
+}
+
+/// The table whose lock serializes the loads of `table`: an empty table in the ledger's schema that nothing reads.
+pub fn load_lock_table(table: &Table) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(etl_schema()),
+        quote_ident(&format!("load_lock_{}", table.name))
+    )
+}
+
+/// One empty lock table per loaded table (see [`lock`]).
+pub fn create_load_locks() -> Vec<String> {
+    SCHEMA
+        .all_tables()
+        .map(|t| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (held BOOLEAN)",
+                load_lock_table(t)
+            )
+        })
+        .collect()
 }
 
 /// How many slices the cluster has: one staged part per slice lets COPY use them all.
@@ -143,13 +166,16 @@ pub fn slice_count() -> &'static str {
     "SELECT COUNT(*) FROM stv_slices"
 }
 
-/// Serialize loads of one table, and only of that table: Redshift's LOCK is exclusive, so it is taken on the
-/// target alone — loads of other tables, readers of other tables and views over them, and the ledger are never
-/// blocked by it. The ledger is written with a plain INSERT (no lock); the identity is checked again under this
-/// lock, so two loads of one object cannot both commit. Two loads of different tables that check the ledger at the
-/// same instant may still meet Redshift's serializable-isolation check (error 1023): that is retried with backoff.
+/// Serialize loads of one table, and only of that table. Redshift's LOCK is ACCESS EXCLUSIVE — on the target it
+/// would also block every reader of the target (QuickSight's DIRECT_QUERY data sets over the views) until commit —
+/// so it is taken on the target's own empty lock table ([`load_lock_table`]), which nothing reads: loads of one
+/// table queue up; readers of every table and view, loads of other tables and the ledger are never blocked (the
+/// DELETE and INSERT of the merge take Redshift's write lock, which readers do not wait for; they read the last
+/// committed snapshot). The ledger is written with a plain INSERT; the identity is checked again under this lock,
+/// so two loads of one object cannot both commit. Two loads of different tables that check the ledger at the same
+/// instant may still meet Redshift's serializable-isolation check (error 1023): that is retried with backoff.
 pub fn lock(table: &Table) -> String {
-    format!("LOCK {}", table.qualified())
+    format!("LOCK {}", load_lock_table(table))
 }
 
 /// Whether this object is already loaded into this table: `$1` its quick identity, `$2` the table name, `$3` its
@@ -316,7 +342,10 @@ mod tests {
     #[test]
     fn every_table_is_created_with_its_attributes() {
         let all = init_statements();
-        assert_eq!(all.len(), 2 + SCHEMA.all_tables().count() + 1);
+        // Two schemas, every table, the ledger, and one load lock per table.
+        assert_eq!(all.len(), 2 + 2 * SCHEMA.all_tables().count() + 1);
+        let lock = r#"CREATE TABLE IF NOT EXISTS "etl"."load_lock_fact_table" (held BOOLEAN)"#;
+        assert!(all.iter().any(|s| s == lock));
         for t in &SCHEMA.tables {
             let ddl = create_table(t);
             assert!(ddl.ends_with("ENCODE AUTO"), "{ddl}");
