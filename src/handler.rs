@@ -44,6 +44,9 @@ pub enum HandlerError {
         /// Messages in the event.
         total: usize,
     },
+    /// CloudFormation's custom resource request could not be answered (it times out the request then).
+    #[error("{0}")]
+    CustomResource(String),
 }
 
 /// What happened to one message (one SQS message, one S3 record, one EventBridge event).
@@ -141,6 +144,9 @@ impl Handler {
         request_id: &str,
         deadline: Option<Instant>,
     ) -> Result<Value, HandlerError> {
+        if let Some(request) = crate::custom_resource::Request::parse(event) {
+            return self.answer_custom_resource(&request).await;
+        }
         let incoming = parse_event(event)?;
         let outcomes = self
             .handle_incoming_until(&incoming, request_id, deadline)
@@ -162,6 +168,37 @@ impl Handler {
             });
         }
         Ok(json!({ "objects": outcomes.iter().map(|o| o.reports.len()).sum::<usize>() }))
+    }
+
+    /// The stack's `Custom::WarehouseSchema`: on create and update bring the warehouse to the declared schema and
+    /// (re)create the views, whatever the recorded version (an update ships new views); on delete nothing. The
+    /// answer goes to CloudFormation's response URL.
+    pub async fn answer_custom_resource(
+        &self,
+        request: &crate::custom_resource::Request,
+    ) -> Result<Value, HandlerError> {
+        use crate::custom_resource::RequestType;
+        let outcome = match request.request_type {
+            RequestType::Delete => Ok(json!({})),
+            RequestType::Create | RequestType::Update => {
+                let mut state = self.warehouse.lock().await;
+                let dialect = state.warehouse.dialect();
+                match state
+                    .warehouse
+                    .init(&crate::reporting::view_statements())
+                    .await
+                {
+                    Ok(migrated) => {
+                        state.ready = true;
+                        Ok(json!({ "Dialect": dialect, "SchemaVersion": migrated.to_version }))
+                    }
+                    Err(e) => Err(format!(
+                        "bringing the warehouse to the declared schema: {e}"
+                    )),
+                }
+            }
+        };
+        answer(request, &outcome).await
     }
 
     /// Process every message of a parsed event, in order.
@@ -542,6 +579,32 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
         }),
     );
     Value::Object(values)
+}
+
+/// Answer a custom resource request with `outcome`, and log what was answered (no data: the dialect, the version,
+/// or the error).
+pub async fn answer(
+    request: &crate::custom_resource::Request,
+    outcome: &Result<Value, String>,
+) -> Result<Value, HandlerError> {
+    let body = request.answer(outcome);
+    match outcome {
+        Ok(_) => tracing::info!(
+            request_type = ?request.request_type,
+            resource = %request.logical_resource_id,
+            "custom resource: success"
+        ),
+        Err(reason) => tracing::error!(
+            request_type = ?request.request_type,
+            resource = %request.logical_resource_id,
+            reason = %reason,
+            "custom resource: failed"
+        ),
+    }
+    crate::custom_resource::respond(&request.response_url, &body)
+        .await
+        .map_err(HandlerError::CustomResource)?;
+    Ok(json!({ "custom_resource": body["Status"] }))
 }
 
 /// Bring the warehouse to the declared schema when it is not there yet: one query on a warm, current warehouse;

@@ -78,7 +78,7 @@ pub async fn serve() -> ExitCode {
         Ok(h) => std::sync::Arc::new(h),
         Err(e) => {
             tracing::error!(error = %e, "cold start failed");
-            return ExitCode::FAILURE;
+            return refuse_everything(e.to_string()).await;
         }
     };
     let service = lambda_runtime::service_fn(
@@ -100,6 +100,29 @@ pub async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// After a failed cold start: answer CloudFormation's custom resource requests FAILED with the reason at once (a
+/// deploy would otherwise wait for its timeout), fail every other invocation with it (SQS retries the messages).
+async fn refuse_everything(reason: String) -> ExitCode {
+    let service = lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let reason = reason.clone();
+            async move {
+                if let Some(request) = crate::custom_resource::Request::parse(&event.payload) {
+                    let failed = Err(format!("the loader cannot start: {reason}"));
+                    return crate::handler::answer(&request, &failed)
+                        .await
+                        .map_err(lambda_runtime::Error::from);
+                }
+                Err(lambda_runtime::Error::from(format!(
+                    "the loader cannot start: {reason}"
+                )))
+            }
+        },
+    );
+    let _ = lambda_runtime::run(service).await;
+    ExitCode::FAILURE
 }
 
 /// The invocation's deadline (milliseconds since the epoch, from the runtime) as an instant of this process;

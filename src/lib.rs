@@ -13,6 +13,7 @@ pub mod calendar;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod custom_resource;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod event;

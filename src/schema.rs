@@ -990,10 +990,22 @@ mod tests {
     #[test]
     fn a_schema_prefix_names_a_namespace_of_three_schemas_and_only_safe_prefixes_pass() {
         let n = Namespace::with_prefix("acc_").unwrap();
-        assert_eq!((n.data, n.etl, n.reporting), ("acc_health", "acc_etl", "acc_reporting"));
+        assert_eq!(
+            (n.data, n.etl, n.reporting),
+            ("acc_health", "acc_etl", "acc_reporting")
+        );
         let none = Namespace::with_prefix("").unwrap();
-        assert_eq!((none.data, none.etl, none.reporting), ("health", "etl", "reporting"));
-        for bad in ["Acc_", "a-b", "x\"; DROP SCHEMA health; --", "1abc", &"a".repeat(41)] {
+        assert_eq!(
+            (none.data, none.etl, none.reporting),
+            ("health", "etl", "reporting")
+        );
+        for bad in [
+            "Acc_",
+            "a-b",
+            "x\"; DROP SCHEMA health; --",
+            "1abc",
+            &"a".repeat(41),
+        ] {
             assert!(Namespace::with_prefix(bad).is_err(), "{bad}");
         }
     }

@@ -1125,3 +1125,142 @@ async fn a_batch_starts_no_object_with_less_than_the_margin_left_and_reports_tho
     assert_eq!(landing.count("dim_payer").await, 8);
     assert_eq!(landing.db.ledger_rows().await, 2);
 }
+
+// -------------------------------------------------------------------------------------------------
+// The stack's custom resource.
+
+/// A one-shot HTTP server on loopback in the place of CloudFormation's pre-signed response URL: it answers 200 to
+/// one request and hands back its request line and JSON body.
+async fn response_endpoint() -> (String, tokio::task::JoinHandle<(String, Value)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/cloudformation-response?X-Amz-Signature=abc",
+        listener.local_addr().expect("addr")
+    );
+    let answered = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        let body_at = loop {
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the connection closed before the headers ended");
+            request.extend_from_slice(&buf[..n]);
+            if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&request[..body_at]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .expect("a content-length");
+        while request.len() < body_at + length {
+            let n = socket.read(&mut buf).await.expect("read body");
+            assert!(n > 0, "the connection closed inside the body");
+            request.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("answer");
+        let body =
+            serde_json::from_slice(&request[body_at..body_at + length]).expect("a JSON body");
+        (head.lines().next().unwrap_or_default().to_string(), body)
+    });
+    (url, answered)
+}
+
+async fn reporting_views(db: &TestDb) -> i64 {
+    scalar(
+        &db.url,
+        "SELECT count(*) FROM information_schema.views WHERE table_schema = 'reporting'",
+    )
+    .await
+}
+
+fn custom_resource_request(kind: &str, response_url: &str) -> Value {
+    json!({
+        "RequestType": kind,
+        "ResponseURL": response_url,
+        "StackId": "arn:aws:cloudformation:us-east-1:111122223333:stack/healthetl/abc",
+        "RequestId": format!("request-{kind}"),
+        "ResourceType": "Custom::WarehouseSchema",
+        "LogicalResourceId": "WarehouseSchema",
+        "PhysicalResourceId": (kind != "Create").then_some("healthetl-warehouse-schema"),
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:111122223333:function:healthetl-loader",
+                               "SchemaVersion": healthetl::schema::SCHEMA_VERSION.to_string()}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_custom_resource_creates_the_views_before_quicksight_and_answers_cloudformation()
+{
+    let landing = Landing::new("custom_resource").await;
+    assert_eq!(reporting_views(&landing.db).await, 0);
+
+    let (url, answered) = response_endpoint().await;
+    let out = landing
+        .handle(&custom_resource_request("Create", &url), "cfn-create")
+        .await;
+    assert_eq!(out["custom_resource"], "SUCCESS", "{out}");
+    let (request_line, body) = within("the answer", answered).await.expect("answered");
+    assert!(
+        request_line.starts_with("PUT /cloudformation-response?"),
+        "{request_line}"
+    );
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["PhysicalResourceId"], "healthetl-warehouse-schema");
+    assert_eq!(body["RequestId"], "request-Create");
+    assert_eq!(body["LogicalResourceId"], "WarehouseSchema");
+    assert_eq!(body["Data"]["Dialect"], "postgres");
+    assert_eq!(
+        body["Data"]["SchemaVersion"],
+        i64::from(healthetl::schema::SCHEMA_VERSION)
+    );
+    let created = reporting_views(&landing.db).await;
+    assert_eq!(
+        created,
+        i64::try_from(healthetl::reporting::views().len()).unwrap()
+    );
+
+    // Delete drops nothing: the warehouse outlives the stack.
+    let (url, answered) = response_endpoint().await;
+    landing
+        .handle(&custom_resource_request("Delete", &url), "cfn-delete")
+        .await;
+    let (_, body) = within("the answer", answered).await.expect("answered");
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(reporting_views(&landing.db).await, created);
+
+    // A warehouse the loader cannot reach: FAILED, with the reason, at once (not a timed-out deploy).
+    let config = Config::from_lookup(|k| {
+        (k == "DATABASE_URL").then(|| "postgres://postgres@127.0.0.1:1/nowhere".to_string())
+    })
+    .expect("config");
+    let unreachable = Handler::new(
+        landing.moto.s3.clone(),
+        Postgres::new("postgres://postgres@127.0.0.1:1/nowhere").expect("url"),
+        config,
+    )
+    .with_metrics(false);
+    let (url, answered) = response_endpoint().await;
+    let out = within(
+        "custom resource",
+        unreachable.handle_event(&custom_resource_request("Update", &url), "cfn-update"),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(out["custom_resource"], "FAILED", "{out}");
+    let (_, body) = within("the answer", answered).await.expect("answered");
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    assert_eq!(body["PhysicalResourceId"], "healthetl-warehouse-schema");
+    let reason = body["Reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("declared schema"), "{reason}");
+}

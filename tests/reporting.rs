@@ -690,6 +690,20 @@ fn the_quicksight_data_sets_in_the_template_match_the_views_column_for_column() 
             "every {resource} depends on DeployQuickSight"
         );
     }
+    assert_eq!(
+        template
+            .matches("    Condition: QuickSightEnabled\n    DependsOn: WarehouseSchema\n")
+            .count(),
+        views().len(),
+        "every data set waits for the views (the WarehouseSchema custom resource)"
+    );
+    assert!(
+        template.contains(&format!(
+            "      SchemaVersion: \"{}\"\n",
+            healthetl::schema::SCHEMA_VERSION
+        )),
+        "the custom resource's SchemaVersion is the code's"
+    );
     for view in views() {
         let anchor = format!(
             "            Schema: reporting\n            Name: {}\n            InputColumns:\n",
