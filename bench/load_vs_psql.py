@@ -7,7 +7,7 @@ tools: truncate both fact targets and the ledger, VACUUM + CHECKPOINT, run one t
 peak RSS (os.wait4 ru_maxrss, see measured()). Only FactTable.csv is timed; the tables each tool loaded are
 compared by a row-hash checksum. The tools: psql \copy, healthetl on the plain file, on the noisy file, and on the
 plain file with HEALTHETL_QUALITY=off (no data-quality figures: the ratio of the two plain runs is what the
-figures cost). Prints a table and verdicts against the targets (healthetl <= 1.5x psql, peak RSS <= 64 MB, flat
+figures cost), and on the plain file with PG_COPY_FORMAT=text (COPY text instead of binary: what binary COPY saves). Prints a table and verdicts against the targets (healthetl <= 1.5x psql, peak RSS <= 64 MB, flat
 RSS from the smallest to the largest size, quality figures <= 5%); raw numbers go to target/bench/results.json.
 
 Normally run through `bench/run` (which builds the binary first). Standard library only.
@@ -48,7 +48,8 @@ PSQL = "psql \\copy"
 ETL = "healthetl load"
 NOISY = "healthetl load (noisy)"
 UNCHECKED = "healthetl (no quality)"
-TOOLS = [PSQL, ETL, NOISY, UNCHECKED]
+TEXT_COPY = "healthetl (text COPY)"
+TOOLS = [PSQL, ETL, NOISY, UNCHECKED, TEXT_COPY]
 QUALITY_COST_TARGET = 1.05  # the data-quality figures may cost at most 5% of a load
 
 # Order-independent fingerprint of a loaded table: every column of every row goes into it.
@@ -219,6 +220,8 @@ def run_tool(tool, rows, plain, noisy):
         env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
         if tool == UNCHECKED:
             env["HEALTHETL_QUALITY"] = "off"
+        if tool == TEXT_COPY:
+            env["PG_COPY_FORMAT"] = "text"
         argv = [BIN, "load", "--json", "--rejects-dir", str(OUT / "rejects"), str(file)]
         seconds, rss, cpu, code, out, err = measured(argv, env=env)
         try:

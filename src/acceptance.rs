@@ -97,7 +97,7 @@ pub async fn run(target: &Target, options: &Options) -> Result<ExitCode, CliErro
     }
 
     let mut outcomes = Vec::new();
-    let mut record = |step: &str, started: Instant, result: StepResult| {
+    let mut record = |step: &str, (seconds, result): (f64, StepResult)| {
         let (passed, detail) = match result {
             Ok(d) => (true, d),
             Err(d) => (false, d),
@@ -109,61 +109,45 @@ pub async fn run(target: &Target, options: &Options) -> Result<ExitCode, CliErro
         outcomes.push(Outcome {
             step: step.to_string(),
             passed,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
             detail,
         });
     };
 
-    let t = Instant::now();
-    record("init twice (idempotent)", t, kit.init_twice().await);
-    let modes = kit.auth_modes();
-    for (i, mode) in modes.iter().enumerate() {
-        let t = Instant::now();
-        let result = if i == 0 {
-            kit.load_sample(mode).await
+    record("init twice (idempotent)", timed(kit.init_twice()).await);
+    for (i, mode) in kit.auth_modes().iter().enumerate() {
+        let step = format!("load the sample, auth {}", mode.name);
+        if i == 0 {
+            record(&step, timed(kit.load_sample(mode)).await);
         } else {
-            kit.reload_with(mode).await
-        };
-        record(&format!("load the sample, auth {}", mode.name), t, result);
+            record(&step, timed(kit.reload_with(mode)).await);
+        }
     }
-    let t = Instant::now();
-    record("table layout", t, kit.layout().await);
-    let t = Instant::now();
-    record("text read back byte for byte", t, kit.read_back().await);
-    let t = Instant::now();
+    record("table layout", timed(kit.layout()).await);
+    record("text read back byte for byte", timed(kit.read_back()).await);
     record(
         "duplicate delivery skipped",
-        t,
-        kit.duplicate_delivery().await,
+        timed(kit.duplicate_delivery()).await,
     );
-    let t = Instant::now();
     record(
         "two loads of one table at once",
-        t,
-        kit.concurrent(false).await,
+        timed(kit.concurrent(false)).await,
     );
-    let t = Instant::now();
     record(
         "two loads of two tables at once",
-        t,
-        kit.concurrent(true).await,
+        timed(kit.concurrent(true)).await,
     );
-    let t = Instant::now();
     record(
         "reader of kpi_summary during a load",
-        t,
-        kit.reader_during_load().await,
+        timed(kit.reader_during_load()).await,
     );
-    let t = Instant::now();
     record(
         "one bad row rejected, the rest loaded",
-        t,
-        kit.bad_row().await,
+        timed(kit.bad_row()).await,
     );
     if !options.keep {
-        let t = Instant::now();
-        let dropped = kit.drop_scratch().await.map(|()| "dropped".to_string());
-        record("drop the scratch schemas", t, dropped);
+        let dropped = async { kit.drop_scratch().await.map(|()| "dropped".to_string()) };
+        record("drop the scratch schemas", timed(dropped).await);
     }
     let _ = std::fs::remove_dir_all(&kit.work);
 
@@ -176,6 +160,13 @@ pub async fn run(target: &Target, options: &Options) -> Result<ExitCode, CliErro
         println!("{failed} of {} checks failed", outcomes.len());
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// A step's result and how long it took, in seconds.
+async fn timed(step: impl std::future::Future<Output = StepResult>) -> (f64, StepResult) {
+    let started = Instant::now();
+    let result = step.await;
+    (started.elapsed().as_secs_f64(), result)
 }
 
 fn table(outcomes: &[Outcome]) -> String {

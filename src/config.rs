@@ -293,6 +293,19 @@ pub struct Config {
     /// No object is started with less than this left before the invocation's deadline
     /// (`DEADLINE_MARGIN_SECONDS`, default 30): it is reported failed and delivered again.
     pub deadline_margin: std::time::Duration,
+    /// How PostgreSQL loads send rows (`PG_COPY_FORMAT`: `binary`, the default, or `text` for a server or proxy
+    /// that does not take binary COPY, and for comparison).
+    pub pg_copy_format: PgCopyFormat,
+}
+
+/// The COPY format of PostgreSQL loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgCopyFormat {
+    /// Binary COPY: typed values, no escaping or number formatting (less CPU on both sides).
+    #[default]
+    Binary,
+    /// COPY text.
+    Text,
 }
 
 /// Bytes of CSV one vCPU parses, casts and sends per second, measured on the development machine (1M fact rows,
@@ -355,17 +368,15 @@ impl Config {
                 expected: "at most 40 lower-case letters, digits and underscores, not starting with a digit",
             });
         }
-        let dialect = match get("WAREHOUSE_DIALECT").as_deref() {
-            None | Some("postgres") => Dialect::Postgres,
-            Some("redshift") => Dialect::Redshift,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "WAREHOUSE_DIALECT",
-                    value: other.to_string(),
-                    expected: "postgres or redshift",
-                });
-            }
-        };
+        let dialect = choice(
+            &get,
+            "WAREHOUSE_DIALECT",
+            &[
+                ("postgres", Dialect::Postgres),
+                ("redshift", Dialect::Redshift),
+            ],
+            "postgres or redshift",
+        )?;
         let required = |name: &'static str, because: &'static str| {
             get(name).ok_or(ConfigError::Missing { name, because })
         };
@@ -527,7 +538,17 @@ impl Config {
         let deadline_margin = std::time::Duration::from_secs(
             number("DEADLINE_MARGIN_SECONDS", "seconds")?.unwrap_or(30),
         );
+        let pg_copy_format = choice(
+            &get,
+            "PG_COPY_FORMAT",
+            &[
+                ("binary", PgCopyFormat::Binary),
+                ("text", PgCopyFormat::Text),
+            ],
+            "binary or text",
+        )?;
         Ok(Config {
+            pg_copy_format,
             deadline_margin,
             read_limits,
             stream_limits,
@@ -542,6 +563,27 @@ impl Config {
             redshift,
         })
     }
+}
+
+/// A setting with a few allowed values: `options[0]` when unset, the matching one, or an error naming the value.
+fn choice<T: Copy>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    options: &[(&str, T)],
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    let Some(value) = get(name) else {
+        return Ok(options[0].1);
+    };
+    options
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, t)| *t)
+        .ok_or(ConfigError::Invalid {
+            name,
+            value,
+            expected,
+        })
 }
 
 /// The standard libpq variables (`PGHOST`, `PGPORT`, `PGDATABASE`, `PGUSER`, `PGPASSWORD`, `PGSSLMODE`,

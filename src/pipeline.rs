@@ -18,8 +18,8 @@ use crate::source::{
     TextEncoding, decompress_digested,
 };
 use crate::transform::{
-    Csv, HeaderError, HeaderMap, Quality, Reject, RejectWriter, RowCaster, RowFormat, Tally,
-    TransformStats, map_header,
+    CopyBinary, Csv, HeaderError, HeaderMap, Quality, Reject, RejectWriter, RowCaster, RowFormat,
+    Tally, TransformStats, map_header,
 };
 use crate::warehouse::{
     BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, LoadOutcome, Loader, RowEncoding,
@@ -574,6 +574,7 @@ fn read_object(
     };
     let (stats, rejects_file) = match cast.sink.encoding() {
         RowEncoding::CopyText => cast.run(&RowCaster::new(table, &map))?,
+        RowEncoding::CopyBinary => cast.run(&RowCaster::<CopyBinary>::with_format(table, &map))?,
         RowEncoding::Csv => cast.run(&RowCaster::<Csv>::with_format(table, &map))?,
     };
     Ok(ReadOutcome {

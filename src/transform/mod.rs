@@ -2,6 +2,7 @@
 //! writing accepted rows in PostgreSQL COPY text format (or CSV, for Redshift's COPY from S3) and rejected rows
 //! (with line, column and rule) aside.
 
+pub mod binary;
 pub mod cast;
 pub mod quality;
 
@@ -185,19 +186,79 @@ pub type KeyOrder = i64;
 /// How accepted rows are spelled: the separator, NULL and text values. Numbers and dates are written the same
 /// way in every format (`-12.50`, `2019-01-05`), never quoted.
 pub trait RowFormat {
+    /// Before a row's first field (binary COPY: room for the field count, which the sink fills in when it knows
+    /// whether the row carries its line).
+    fn begin_row(_out: &mut Vec<u8>) {}
     /// Between two fields.
-    const SEPARATOR: u8;
+    fn separator(out: &mut Vec<u8>);
     /// Append a NULL.
     fn null(out: &mut Vec<u8>);
     /// Append a text value.
     fn text(s: &str, out: &mut Vec<u8>);
+    /// Append an integer of a column `width` bytes wide (2, 4 or 8), in range.
+    fn integer(v: i64, _width: usize, out: &mut Vec<u8>) {
+        let _ = write!(out, "{v}");
+    }
+    /// Append an exact decimal.
+    fn decimal(d: cast::Decimal, out: &mut Vec<u8>) {
+        let _ = write!(out, "{d}");
+    }
+    /// Append a date.
+    fn date(d: cast::Date, out: &mut Vec<u8>) {
+        let _ = write!(out, "{d}");
+    }
+}
+
+/// PostgreSQL's binary COPY format ([`binary`]): what the PostgreSQL loader sends.
+pub struct CopyBinary;
+
+impl RowFormat for CopyBinary {
+    fn begin_row(out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0, 0]);
+    }
+
+    fn separator(_out: &mut Vec<u8>) {}
+
+    fn null(out: &mut Vec<u8>) {
+        binary::null(out);
+    }
+
+    fn text(s: &str, out: &mut Vec<u8>) {
+        binary::text(s, out);
+    }
+
+    fn integer(v: i64, width: usize, out: &mut Vec<u8>) {
+        binary::integer(v, width, out);
+    }
+
+    fn decimal(d: cast::Decimal, out: &mut Vec<u8>) {
+        binary::numeric(d, out);
+    }
+
+    fn date(d: cast::Date, out: &mut Vec<u8>) {
+        binary::date(d, out);
+    }
+}
+
+/// End a binary COPY row that began at `row_start`: its field count (`columns`, plus one with the line) and, for
+/// staged rows, the source line as a last BIGINT field.
+pub fn end_binary_row(out: &mut Vec<u8>, row_start: usize, columns: usize, line: Option<u64>) {
+    let fields = columns + usize::from(line.is_some());
+    let count = (fields as i16).to_be_bytes();
+    out[row_start] = count[0];
+    out[row_start + 1] = count[1];
+    if let Some(line) = line {
+        binary::integer(line as i64, 8, out);
+    }
 }
 
 /// PostgreSQL's COPY text format: tab-separated, `\N` for NULL, backslash escapes.
 pub struct CopyText;
 
 impl RowFormat for CopyText {
-    const SEPARATOR: u8 = b'\t';
+    fn separator(out: &mut Vec<u8>) {
+        out.push(b'\t');
+    }
 
     fn null(out: &mut Vec<u8>) {
         out.extend_from_slice(b"\\N");
@@ -214,7 +275,9 @@ impl RowFormat for CopyText {
 pub struct Csv;
 
 impl RowFormat for Csv {
-    const SEPARATOR: u8 = b',';
+    fn separator(out: &mut Vec<u8>) {
+        out.push(b',');
+    }
 
     fn null(_out: &mut Vec<u8>) {}
 
@@ -305,10 +368,11 @@ impl<'a, F: RowFormat> RowCaster<'a, F> {
             });
         }
         let start = out.len();
+        F::begin_row(out);
         let mut key = 0;
         for (i, (col, &idx)) in self.table.columns.iter().zip(&self.map.indices).enumerate() {
             if i > 0 {
-                out.push(F::SEPARATOR);
+                F::separator(out);
             }
             let raw = match idx {
                 Some(idx) => fields.get(idx),
@@ -379,29 +443,29 @@ fn write_value<F: RowFormat>(
     out: &mut Vec<u8>,
 ) -> Result<KeyOrder, CastError> {
     match ty {
-        ColumnType::SmallInt => int(
+        ColumnType::SmallInt => int::<F>(
             value,
             i64::from(i16::MIN),
             i64::from(i16::MAX),
-            "SMALLINT",
+            ("SMALLINT", 2),
             out,
         ),
-        ColumnType::Integer => int(
+        ColumnType::Integer => int::<F>(
             value,
             i64::from(i32::MIN),
             i64::from(i32::MAX),
-            "INTEGER",
+            ("INTEGER", 4),
             out,
         ),
-        ColumnType::BigInt => int(value, i64::MIN, i64::MAX, "BIGINT", out),
+        ColumnType::BigInt => int::<F>(value, i64::MIN, i64::MAX, ("BIGINT", 8), out),
         ColumnType::Numeric { precision, scale } => {
             let d = cast::decimal(value, precision, scale)?;
-            let _ = write!(out, "{d}");
+            F::decimal(d, out);
             Ok(d.units)
         }
         ColumnType::Date => {
             let d = cast::date(value)?;
-            let _ = write!(out, "{d}");
+            F::date(d, out);
             Ok(d.days_since_epoch())
         }
         ColumnType::Varchar(max) => {
@@ -416,15 +480,16 @@ fn write_value<F: RowFormat>(
     }
 }
 
-fn int(
+/// An integer column of `(name, width)`.
+fn int<F: RowFormat>(
     value: &str,
     min: i64,
     max: i64,
-    name: &'static str,
+    (name, width): (&'static str, usize),
     out: &mut Vec<u8>,
 ) -> Result<i64, CastError> {
     let v = cast::integer(value, min, max, name)?;
-    let _ = write!(out, "{v}");
+    F::integer(v, width, out);
     Ok(v)
 }
 

@@ -158,7 +158,9 @@ impl Connector {
         };
         let connection = connection(config, &plan, aws.as_ref().map(|(sdk, _)| sdk)).await?;
         Ok(match config.dialect {
-            Dialect::Postgres => Box::new(Postgres::with_connection(connection)),
+            Dialect::Postgres => Box::new(
+                Postgres::with_connection(connection).with_copy_format(config.pg_copy_format),
+            ),
             Dialect::Redshift => {
                 let (r, s3) = match (&config.redshift, aws) {
                     (Some(r), Some((_, s3))) => (r, s3),

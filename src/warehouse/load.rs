@@ -89,6 +89,8 @@ pub fn statement_timeout_sql(deadline: Option<Instant>) -> Result<String, Wareho
 pub enum RowEncoding {
     /// PostgreSQL COPY text (tab-separated, `\N` for NULL, backslash escapes).
     CopyText,
+    /// PostgreSQL binary COPY (see [`crate::transform::binary`]).
+    CopyBinary,
     /// RFC 4180 CSV (empty unquoted field for NULL).
     Csv,
 }

@@ -22,9 +22,9 @@ use super::load::{
 use super::migrate::{self, Migrated};
 use super::tls::tls_connection;
 use super::{LedgerLimits, comment_columns_from_dictionary};
-use crate::config::{DatabaseUrl, SslMode};
+use crate::config::{DatabaseUrl, PgCopyFormat, SslMode};
 use crate::schema::{SCHEMA, Table, TableKind};
-use crate::transform::{KeyOrder, Quality, Tally, TransformStats, end_row};
+use crate::transform::{KeyOrder, Quality, Tally, TransformStats, binary, end_binary_row, end_row};
 use sql::{
     LoadRows, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql,
     dense_dimension_keys_sql, index_statements, init_statements, insert_staged_sql,
@@ -42,6 +42,7 @@ const INIT_LOCK: i64 = 7243911;
 /// The PostgreSQL warehouse: one connection (see [`Connection`]), one transaction per object.
 pub struct Postgres {
     connection: Connection,
+    copy_format: PgCopyFormat,
 }
 
 impl Postgres {
@@ -67,7 +68,16 @@ impl Postgres {
 
     /// The warehouse over an existing connection (e.g. one with IAM credentials).
     pub fn with_connection(connection: Connection) -> Self {
-        Postgres { connection }
+        Postgres {
+            connection,
+            copy_format: PgCopyFormat::default(),
+        }
+    }
+
+    /// Send rows in this COPY format (binary unless told otherwise).
+    pub fn with_copy_format(mut self, format: PgCopyFormat) -> Self {
+        self.copy_format = format;
+        self
     }
 
     /// Create or migrate the schema, then run the reporting statements, in one transaction.
@@ -142,6 +152,7 @@ impl Postgres {
         Ok(Some(PgLoad {
             tx,
             table,
+            binary: self.copy_format == PgCopyFormat::Binary,
             append_above,
             chunks: None,
             appended: 0,
@@ -272,6 +283,8 @@ async fn quality_now(
 struct PgLoad<'a> {
     tx: Transaction<'a>,
     table: &'static Table,
+    /// Binary COPY (else text).
+    binary: bool,
     /// Rows whose keys are above this (and strictly increasing) may be appended straight into the table.
     append_above: Option<i64>,
     /// The receiving end of the sink's chunks, until [`Load::receive`] takes it.
@@ -293,12 +306,8 @@ impl PgLoad<'_> {
             match chunk {
                 CopyChunk::Append(bytes) => {
                     if append.is_none() {
-                        let sink = self
-                            .tx
-                            .copy_in(&copy_direct_sql(self.table))
-                            .await
-                            .map_err(WarehouseError::db("starting COPY"))?;
-                        append = Some(Box::pin(sink));
+                        let sql = copy_direct_sql(self.table, self.binary);
+                        append = Some(start_copy(&self.tx, &sql, self.binary).await?);
                     }
                     if let Some(sink) = append.as_mut() {
                         sink.feed(bytes)
@@ -309,19 +318,15 @@ impl PgLoad<'_> {
                 CopyChunk::Stage(bytes) => {
                     if stage.is_none() {
                         if let Some(sink) = append.take() {
-                            self.appended += finish(sink).await?;
+                            self.appended += finish(sink, self.binary).await?;
                         }
                         self.tx
                             .batch_execute(&create_staging_sql(self.table))
                             .await
                             .map_err(WarehouseError::db("creating the staging table"))?;
                         self.staging = true;
-                        let sink = self
-                            .tx
-                            .copy_in(&copy_sql(self.table))
-                            .await
-                            .map_err(WarehouseError::db("starting COPY"))?;
-                        stage = Some(Box::pin(sink));
+                        let sql = copy_sql(self.table, self.binary);
+                        stage = Some(start_copy(&self.tx, &sql, self.binary).await?);
                     }
                     if let Some(sink) = stage.as_mut() {
                         sink.feed(bytes)
@@ -332,10 +337,10 @@ impl PgLoad<'_> {
             }
         }
         if let Some(sink) = append {
-            self.appended += finish(sink).await?;
+            self.appended += finish(sink, self.binary).await?;
         }
         if let Some(sink) = stage {
-            self.staged += finish(sink).await?;
+            self.staged += finish(sink, self.binary).await?;
         }
         Ok(())
     }
@@ -435,7 +440,28 @@ impl PgLoad<'_> {
     }
 }
 
-async fn finish(mut sink: Sink) -> Result<u64, WarehouseError> {
+/// Start a COPY: the statement, then (binary) the stream's header.
+async fn start_copy(tx: &Transaction<'_>, sql: &str, binary: bool) -> Result<Sink, WarehouseError> {
+    let mut sink: Sink = Box::pin(
+        tx.copy_in(sql)
+            .await
+            .map_err(WarehouseError::db("starting COPY"))?,
+    );
+    if binary {
+        sink.feed(Bytes::from_static(binary::HEADER))
+            .await
+            .map_err(WarehouseError::db("streaming COPY data"))?;
+    }
+    Ok(sink)
+}
+
+/// End a COPY: (binary) the trailer, then the rows' count.
+async fn finish(mut sink: Sink, binary: bool) -> Result<u64, WarehouseError> {
+    if binary {
+        sink.feed(Bytes::from_static(binary::TRAILER))
+            .await
+            .map_err(WarehouseError::db("finishing COPY"))?;
+    }
     sink.as_mut()
         .finish()
         .await
@@ -446,7 +472,8 @@ impl<'a> Load for PgLoad<'a> {
     fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         self.chunks = Some(rx);
-        Ok(Box::new(ChunkWriter::new(tx, self.append_above)))
+        let columns = self.binary.then_some(self.table.columns.len());
+        Ok(Box::new(ChunkWriter::new(tx, self.append_above, columns)))
     }
 
     fn receive(&mut self) -> BoxFuture<'_, Result<(), WarehouseError>> {
@@ -469,7 +496,7 @@ impl<'a> Load for PgLoad<'a> {
     }
 }
 
-/// A piece of COPY text for one load: rows appended straight into the table (no line column), or rows for the
+/// A piece of binary COPY data for one load: rows appended straight into the table (no line column), or rows for the
 /// staging table (with the line column). Once a load stages, it never appends again.
 #[derive(Debug)]
 enum CopyChunk {
@@ -477,7 +504,7 @@ enum CopyChunk {
     Stage(Bytes),
 }
 
-/// The PostgreSQL row sink: accumulates COPY text and hands it to the load in chunks — appended rows while the
+/// The PostgreSQL row sink: accumulates binary COPY rows and hands it to the load in chunks — appended rows while the
 /// keys keep rising above the table's largest key, staged rows from the first key that does not.
 pub struct ChunkWriter {
     buf: Vec<u8>,
@@ -485,16 +512,31 @@ pub struct ChunkWriter {
     appending: bool,
     last_appended: i64,
     last_staged: Option<i64>,
+    /// Binary COPY: the fields of a row without its line (`None`: COPY text).
+    binary_columns: Option<usize>,
 }
 
 impl ChunkWriter {
-    fn new(chunks: mpsc::Sender<CopyChunk>, append_above: Option<i64>) -> Self {
+    fn new(
+        chunks: mpsc::Sender<CopyChunk>,
+        append_above: Option<i64>,
+        binary_columns: Option<usize>,
+    ) -> Self {
         ChunkWriter {
             buf: Vec::with_capacity(CHUNK + 4096),
             chunks,
             appending: append_above.is_some(),
             last_appended: append_above.unwrap_or(i64::MAX),
             last_staged: None,
+            binary_columns,
+        }
+    }
+
+    /// End the row that began at `row_start`, with its line (staged) or without (appended).
+    fn end(&mut self, row_start: usize, line: Option<u64>) {
+        match self.binary_columns {
+            Some(columns) => end_binary_row(&mut self.buf, row_start, columns, line),
+            None => end_row(&mut self.buf, line),
         }
     }
 
@@ -519,7 +561,10 @@ impl ChunkWriter {
 
 impl RowSink for ChunkWriter {
     fn encoding(&self) -> RowEncoding {
-        RowEncoding::CopyText
+        match self.binary_columns {
+            Some(_) => RowEncoding::CopyBinary,
+            None => RowEncoding::CopyText,
+        }
     }
 
     fn tallies_keys(&self) -> bool {
@@ -532,7 +577,7 @@ impl RowSink for ChunkWriter {
 
     fn end_row(
         &mut self,
-        row_start: usize,
+        mut row_start: usize,
         key: KeyOrder,
         line: u64,
         stats: &mut TransformStats,
@@ -541,7 +586,7 @@ impl RowSink for ChunkWriter {
         if self.appending {
             if key > self.last_appended {
                 self.last_appended = key;
-                end_row(&mut self.buf, None);
+                self.end(row_start, None);
                 appended = true;
             } else {
                 // Keys stopped rising: what came before is appended, this row and the rest are staged and merged,
@@ -549,6 +594,7 @@ impl RowSink for ChunkWriter {
                 let row = self.buf.split_off(row_start);
                 self.flush()?;
                 self.buf = row;
+                row_start = 0;
                 self.appending = false;
                 stats.keys_increasing = false;
             }
@@ -557,7 +603,7 @@ impl RowSink for ChunkWriter {
         }
         if !appended {
             self.last_staged = Some(key);
-            end_row(&mut self.buf, Some(line));
+            self.end(row_start, Some(line));
         }
         if self.buf.len() >= CHUNK {
             self.flush()?;

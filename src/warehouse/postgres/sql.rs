@@ -50,14 +50,19 @@ ALTER TABLE {} ADD COLUMN {} BIGINT",
     )
 }
 
-/// `COPY … FROM STDIN` into the staging table, text format.
-pub fn copy_sql(table: &Table) -> String {
+/// `COPY … FROM STDIN` into the staging table, binary or text.
+pub fn copy_sql(table: &Table, binary: bool) -> String {
     format!(
-        "COPY {} ({}, {}) FROM STDIN",
+        "COPY {} ({}, {}) FROM STDIN{}",
         quote_ident(STAGING),
         table.column_list(),
-        quote_ident(LINE_COLUMN)
+        quote_ident(LINE_COLUMN),
+        copy_options(binary)
     )
+}
+
+fn copy_options(binary: bool) -> &'static str {
+    if binary { " (FORMAT binary)" } else { "" }
 }
 
 /// Serialize loads of one table: self-conflicting, but readers are not blocked.
@@ -69,11 +74,12 @@ pub fn lock_sql(table: &Table) -> String {
 }
 
 /// `COPY … FROM STDIN` straight into the target (the append fast path: no staging, no merge).
-pub fn copy_direct_sql(table: &Table) -> String {
+pub fn copy_direct_sql(table: &Table, binary: bool) -> String {
     format!(
-        "COPY {} ({}) FROM STDIN",
+        "COPY {} ({}) FROM STDIN{}",
         table.qualified(),
-        table.column_list()
+        table.column_list(),
+        copy_options(binary)
     )
 }
 
@@ -279,9 +285,11 @@ mod tests {
     #[test]
     fn copy_lists_the_table_columns_then_the_line() {
         assert_eq!(
-            copy_sql(payer()),
+            copy_sql(payer(), false),
             "COPY \"healthetl_staging\" (\"dim_payer_pk\", \"payer_name\", \"_source_line\") FROM STDIN"
         );
+        assert!(copy_sql(payer(), true).ends_with("FROM STDIN (FORMAT binary)"));
+        assert!(copy_direct_sql(payer(), true).ends_with("FROM STDIN (FORMAT binary)"));
     }
 
     #[test]
