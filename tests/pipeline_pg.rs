@@ -1471,3 +1471,39 @@ async fn a_load_past_its_deadline_is_cancelled_by_the_statement_timeout_and_leav
         .get(0);
     assert_eq!(timeout, "0");
 }
+
+#[tokio::test]
+async fn a_connection_the_server_ended_between_two_loads_is_replaced_before_the_next() {
+    let db = TestDb::initialized("lost_connection").await;
+    let tmp = TempDir::new("lost_connection");
+    let opts = options(&tmp);
+    let mut pg = db.warehouse().await;
+    let first = tmp.write(
+        "dimPayer.csv",
+        "dimPayerPK,PayerName\n1,Medicare\n2,Aetna\n",
+    );
+    assert_eq!(load(&mut pg, &first, &opts).await.status, Status::Loaded);
+    let admin = common::connect(&db.url).await;
+    let end_sessions = format!(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{}' AND pid <> pg_backend_pid()) t",
+        db.name
+    );
+    for round in 0..20 {
+        // The server ends the loader's session (a restart, an idle timeout, an administrator); the next load comes
+        // at once, often before the client has seen the connection close.
+        let ended: i64 = admin
+            .query_one(&end_sessions, &[])
+            .await
+            .expect("end")
+            .get(0);
+        assert!(ended >= 1, "round {round}: no loader session to end");
+        let next = tmp.write(
+            &format!("dimLocation_{round}.csv"),
+            format!("dimLocationPK,LocationName\n{round},North\n"),
+        );
+        let report = load(&mut pg, &next, &opts).await;
+        assert_eq!(report.status, Status::Loaded, "round {round}: {report:?}");
+    }
+    assert_eq!(db.count("health.dim_location").await, 20);
+}

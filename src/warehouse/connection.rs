@@ -171,6 +171,18 @@ pub fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Whether the connection is gone: closed, or ended by the server (SQLSTATE 57P01 administrator command, 57P02
+/// crash shutdown, 57P03 cannot connect now). A connection that sat idle can be found so only when it is used.
+pub fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        })
+}
+
 /// Whether credentials expiring at `expires_at` (never fetched: `None`) must be renewed at `now`.
 pub fn needs_renewal(expires_at: Option<SystemTime>, now: SystemTime) -> bool {
     expires_at.is_none_or(|at| at <= now + RENEW_BEFORE)

@@ -116,11 +116,29 @@ impl Postgres {
     ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
         let table = request.table;
         let timeout = super::statement_timeout_sql(request.deadline)?;
-        let client = self.connection.client().await?;
-        client
+        // The load's first statement on a connection kept from an earlier load: a server that ended the session
+        // meanwhile (a restart, an idle timeout, an administrator) shows only now. Nothing of this load has run
+        // yet, so connect again and go on.
+        let first = self
+            .connection
+            .client()
+            .await?
             .batch_execute(&timeout)
-            .await
-            .map_err(WarehouseError::db("setting the statement timeout"))?;
+            .await;
+        if let Err(e) = first {
+            if !super::connection::is_connection_lost(&e) {
+                return Err(WarehouseError::db("setting the statement timeout")(e));
+            }
+            tracing::warn!(error = %e, "the warehouse connection was lost; connecting again");
+            self.connection.reset();
+            self.connection
+                .client()
+                .await?
+                .batch_execute(&timeout)
+                .await
+                .map_err(WarehouseError::db("setting the statement timeout"))?;
+        }
+        let client = self.connection.client().await?;
         let tx = client
             .transaction()
             .await
