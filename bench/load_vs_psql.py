@@ -305,15 +305,18 @@ def report(summary, sizes, raw):
     print("-" * len(head))
     verdicts, ok = [], True
     for rows in sizes:
-        p, e, n, u = (summary[(rows, t)] for t in TOOLS)
+        p, e, n, u, x = (summary[(rows, t)] for t in TOOLS)
         ratio = e["median_s"] / p["median_s"]
         e["ratio_vs_psql"] = ratio
         n["ratio_vs_plain"] = n["median_s"] / e["median_s"]
         cost = e["median_s"] / u["median_s"]
         e["quality_cost"] = cost
         u["ratio_vs_psql"] = u["median_s"] / p["median_s"]
+        x["ratio_vs_psql"] = x["median_s"] / p["median_s"]
+        x["ratio_vs_binary"] = x["median_s"] / e["median_s"]
         for s, note in ((p, ""), (e, f"{ratio:.2f}x psql"), (n, f"{n['ratio_vs_plain']:.2f}x plain"),
-                        (u, f"{u['ratio_vs_psql']:.2f}x psql")):
+                        (u, f"{u['ratio_vs_psql']:.2f}x psql"),
+                        (x, f"{x['ratio_vs_psql']:.2f}x psql, {x['ratio_vs_binary']:.2f}x binary")):
             print(
                 f"{rows:>9}  {s['tool']:<24} {s['median_s']:>9.2f} {s['min_s']:>7.2f} {s['max_s']:>7.2f} "
                 f"{s['rows_per_s']:>10,.0f} {s['peak_rss_mb']:>12.1f}  {note}"
