@@ -57,6 +57,15 @@ pub fn date(d: Date, out: &mut Vec<u8>) {
 
 /// A NUMERIC field: `ndigits`, `weight` (of the first digit, in powers of 10000), sign, display scale, digits.
 pub fn numeric(d: Decimal, out: &mut Vec<u8>) {
+    if d.scale <= 4 {
+        numeric_short_scale(d, out);
+    } else {
+        numeric_any_scale(d, out);
+    }
+}
+
+/// [`numeric`] for any scale (128-bit arithmetic).
+fn numeric_any_scale(d: Decimal, out: &mut Vec<u8>) {
     let scale = u32::from(d.scale);
     let abs = u128::from(d.units.unsigned_abs());
     let pow = 10u128.pow(scale);
@@ -118,6 +127,52 @@ pub fn numeric(d: Decimal, out: &mut Vec<u8>) {
     }
 }
 
+/// [`numeric`] for scales up to 4 (money and units are scale 2): one fractional group, 64-bit arithmetic.
+fn numeric_short_scale(d: Decimal, out: &mut Vec<u8>) {
+    let abs = d.units.unsigned_abs();
+    let pow = 10u64.pow(u32::from(d.scale));
+    let (mut int, frac) = (abs / pow, abs % pow);
+    // At most five integer groups (u64 < 10^20), then the fractional group when the scale has one.
+    let mut digits = [0u16; 6];
+    let mut start = 5;
+    while int > 0 {
+        start -= 1;
+        digits[start] = (int % 10_000) as u16;
+        int /= 10_000;
+    }
+    let int_groups = 5 - start;
+    let mut end = 5;
+    if d.scale > 0 {
+        digits[5] = (frac * 10u64.pow(4 - u32::from(d.scale))) as u16;
+        end = 6;
+    }
+    let mut weight = int_groups as i16 - 1;
+    while start < end && digits[start] == 0 {
+        start += 1;
+        weight -= 1;
+    }
+    while end > start && digits[end - 1] == 0 {
+        end -= 1;
+    }
+    let used = &digits[start..end];
+    if used.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if d.units < 0 && !used.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    out.extend_from_slice(&((8 + 2 * used.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&(used.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&i16::from(d.scale).to_be_bytes());
+    for g in used {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +217,37 @@ mod tests {
         let b = numeric_bytes(123_450, 2);
         assert_eq!(i32::from_be_bytes([b[0], b[1], b[2], b[3]]), 12);
         assert_eq!(b.len(), 16);
+    }
+
+    #[test]
+    fn the_short_scale_path_writes_what_the_general_one_does() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut values = vec![
+            0,
+            1,
+            -1,
+            9999,
+            10_000,
+            -10_000,
+            i64::MAX,
+            i64::MIN + 1,
+            100_000_000,
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let magnitude = 10i64.pow((x % 19) as u32);
+            values.push((x as i64) % magnitude.max(1));
+        }
+        for units in values {
+            for scale in 0..=4 {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                numeric_short_scale(Decimal { units, scale }, &mut a);
+                numeric_any_scale(Decimal { units, scale }, &mut b);
+                assert_eq!(a, b, "{units} at scale {scale}");
+            }
+        }
     }
 
     #[test]
