@@ -662,13 +662,15 @@ impl Kit {
             csv.push_str("\r\n");
         }
         let path = self.work.join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
         std::fs::write(&path, csv).map_err(|e| e.to_string())?;
         Ok(path)
     }
 
     async fn read_back(&self) -> StepResult {
         let table = Self::text_table();
-        std::fs::create_dir_all(self.work.join("tricky")).map_err(|e| e.to_string())?;
         let path = self.write_file(
             &format!("tricky/{}.csv", table.source),
             table,
@@ -770,32 +772,22 @@ impl Kit {
             first
         };
         let rows = 20_000;
-        let dir = self.work.join(if two_tables {
+        let folder = if two_tables {
             "two-tables"
         } else {
             "one-table"
-        });
-        std::fs::create_dir_all(dir.join("a")).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(dir.join("b")).map_err(|e| e.to_string())?;
+        };
         let plain = |_: usize, _: u32| Some("concurrent".to_string());
         let base = KIT_KEYS + if two_tables { 200_000 } else { 100_000 };
         let a = self.write_file(
-            &format!(
-                "{}/a/{}.csv",
-                dir.file_name().unwrap_or_default().to_string_lossy(),
-                first.source
-            ),
+            &format!("{folder}/a/{}.csv", first.source),
             first,
             base,
             rows,
             &plain,
         )?;
         let b = self.write_file(
-            &format!(
-                "{}/b/{}.csv",
-                dir.file_name().unwrap_or_default().to_string_lossy(),
-                second.source
-            ),
+            &format!("{folder}/b/{}.csv", second.source),
             second,
             base + 50_000,
             rows,
@@ -814,13 +806,13 @@ impl Kit {
                     t,
                     &format!(
                         "WHERE {k} >= {from} AND {k} < {}",
-                        from + 20_000,
+                        from + rows as i64,
                         k = quote_ident(&t.primary_key().name)
                     ),
                 )
                 .await?;
-            if n != 20_000 {
-                return Err(format!("{}: {n} of 20000 rows present", t.name));
+            if n != rows as i64 {
+                return Err(format!("{}: {n} of {rows} rows present", t.name));
             }
         }
         Ok(format!(
@@ -908,8 +900,6 @@ impl Kit {
 
     async fn bad_row(&self) -> StepResult {
         let table = Self::text_table();
-        let dir = self.work.join("bad");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let too_long = |row: usize, limit: u32| {
             Some(if row == 1 {
                 "x".repeat(limit as usize + 1)

@@ -87,6 +87,27 @@ impl Request {
     }
 }
 
+/// Answer `request` with `outcome` at its response URL and log what was answered (no data: the dialect, the
+/// version, or the error). Returns what the invocation reports: `{"custom_resource": "SUCCESS" | "FAILED"}`.
+pub async fn answer(request: &Request, outcome: &Result<Value, String>) -> Result<Value, String> {
+    let body = request.answer(outcome);
+    match outcome {
+        Ok(_) => tracing::info!(
+            request_type = ?request.request_type,
+            resource = %request.logical_resource_id,
+            "custom resource: success"
+        ),
+        Err(reason) => tracing::error!(
+            request_type = ?request.request_type,
+            resource = %request.logical_resource_id,
+            reason = %reason,
+            "custom resource: failed"
+        ),
+    }
+    respond(&request.response_url, &body).await?;
+    Ok(json!({ "custom_resource": body["Status"] }))
+}
+
 /// PUT the answer to the response URL (an empty content type, as the pre-signed URL was signed for).
 pub async fn respond(url: &str, body: &Value) -> Result<(), String> {
     let url = url.to_string();

@@ -198,7 +198,9 @@ impl Handler {
                 }
             }
         };
-        answer(request, &outcome).await
+        crate::custom_resource::answer(request, &outcome)
+            .await
+            .map_err(HandlerError::CustomResource)
     }
 
     /// Process every message of a parsed event, in order.
@@ -579,32 +581,6 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
         }),
     );
     Value::Object(values)
-}
-
-/// Answer a custom resource request with `outcome`, and log what was answered (no data: the dialect, the version,
-/// or the error).
-pub async fn answer(
-    request: &crate::custom_resource::Request,
-    outcome: &Result<Value, String>,
-) -> Result<Value, HandlerError> {
-    let body = request.answer(outcome);
-    match outcome {
-        Ok(_) => tracing::info!(
-            request_type = ?request.request_type,
-            resource = %request.logical_resource_id,
-            "custom resource: success"
-        ),
-        Err(reason) => tracing::error!(
-            request_type = ?request.request_type,
-            resource = %request.logical_resource_id,
-            reason = %reason,
-            "custom resource: failed"
-        ),
-    }
-    crate::custom_resource::respond(&request.response_url, &body)
-        .await
-        .map_err(HandlerError::CustomResource)?;
-    Ok(json!({ "custom_resource": body["Status"] }))
 }
 
 /// Bring the warehouse to the declared schema when it is not there yet: one query on a warm, current warehouse;

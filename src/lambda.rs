@@ -111,7 +111,7 @@ async fn refuse_everything(reason: String) -> ExitCode {
             async move {
                 if let Some(request) = crate::custom_resource::Request::parse(&event.payload) {
                     let failed = Err(format!("the loader cannot start: {reason}"));
-                    return crate::handler::answer(&request, &failed)
+                    return crate::custom_resource::answer(&request, &failed)
                         .await
                         .map_err(lambda_runtime::Error::from);
                 }

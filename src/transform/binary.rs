@@ -96,35 +96,7 @@ fn numeric_any_scale(d: Decimal, out: &mut Vec<u8>) {
         digits[n] = g;
         n += 1;
     }
-    let mut weight = ni as i16 - 1;
-    // Drop leading zero groups (a value below 1) and trailing zero groups.
-    let mut first = 0;
-    while first < n && digits[first] == 0 {
-        first += 1;
-        weight -= 1;
-    }
-    let mut last = n;
-    while last > first && digits[last - 1] == 0 {
-        last -= 1;
-    }
-    let used = &digits[first..last];
-    if used.is_empty() {
-        weight = 0;
-    }
-    let sign: u16 = if d.units < 0 && !used.is_empty() {
-        0x4000
-    } else {
-        0
-    };
-    let len = 8 + 2 * used.len();
-    out.extend_from_slice(&(len as i32).to_be_bytes());
-    out.extend_from_slice(&(used.len() as i16).to_be_bytes());
-    out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(&sign.to_be_bytes());
-    out.extend_from_slice(&(d.scale as i16).to_be_bytes());
-    for g in used {
-        out.extend_from_slice(&g.to_be_bytes());
-    }
+    write_numeric(&digits[..n], ni as i16 - 1, d.units < 0, d.scale, out);
 }
 
 /// [`numeric`] for scales up to 4 (money and units are scale 2): one fractional group, 64-bit arithmetic.
@@ -146,19 +118,33 @@ fn numeric_short_scale(d: Decimal, out: &mut Vec<u8>) {
         digits[5] = (frac * 10u64.pow(4 - u32::from(d.scale))) as u16;
         end = 6;
     }
-    let mut weight = int_groups as i16 - 1;
-    while start < end && digits[start] == 0 {
-        start += 1;
+    write_numeric(
+        &digits[start..end],
+        int_groups as i16 - 1,
+        d.units < 0,
+        d.scale,
+        out,
+    );
+}
+
+/// Write a NUMERIC field from its base-10000 `digits`, most significant first, the first of weight `weight`:
+/// leading zero groups (a value below 1) and trailing ones are dropped, as the server stores the value; zero has
+/// no digits, weight 0 and no sign.
+fn write_numeric(digits: &[u16], mut weight: i16, negative: bool, scale: u8, out: &mut Vec<u8>) {
+    let mut first = 0;
+    while first < digits.len() && digits[first] == 0 {
+        first += 1;
         weight -= 1;
     }
-    while end > start && digits[end - 1] == 0 {
-        end -= 1;
+    let mut last = digits.len();
+    while last > first && digits[last - 1] == 0 {
+        last -= 1;
     }
-    let used = &digits[start..end];
+    let used = &digits[first..last];
     if used.is_empty() {
         weight = 0;
     }
-    let sign: u16 = if d.units < 0 && !used.is_empty() {
+    let sign: u16 = if negative && !used.is_empty() {
         0x4000
     } else {
         0
@@ -167,7 +153,7 @@ fn numeric_short_scale(d: Decimal, out: &mut Vec<u8>) {
     out.extend_from_slice(&(used.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
     out.extend_from_slice(&sign.to_be_bytes());
-    out.extend_from_slice(&i16::from(d.scale).to_be_bytes());
+    out.extend_from_slice(&i16::from(scale).to_be_bytes());
     for g in used {
         out.extend_from_slice(&g.to_be_bytes());
     }

@@ -1,6 +1,6 @@
 //! Transform: match a file's header to its table, then validate and cast each record to the table's types,
-//! writing accepted rows in PostgreSQL COPY text format (or CSV, for Redshift's COPY from S3) and rejected rows
-//! (with line, column and rule) aside.
+//! writing accepted rows in PostgreSQL's binary COPY format (or COPY text, or CSV for Redshift's COPY from S3) and
+//! rejected rows (with line, column and rule) aside.
 
 pub mod binary;
 pub mod cast;
@@ -183,8 +183,9 @@ impl Reject {
 /// are strictly increasing (then it cannot hold duplicates and the merge skips de-duplication).
 pub type KeyOrder = i64;
 
-/// How accepted rows are spelled: the separator, NULL and text values. Numbers and dates are written the same
-/// way in every format (`-12.50`, `2019-01-05`), never quoted.
+/// How accepted rows are spelled: row start, separator, NULL, text, numbers and dates. The text formats write
+/// numbers and dates the same way (`-12.50`, `2019-01-05`, never quoted: the defaults below); binary COPY writes
+/// them in the server's binary representation.
 pub trait RowFormat {
     /// Before a row's first field (binary COPY: room for the field count, which the sink fills in when it knows
     /// whether the row carries its line).
