@@ -247,16 +247,23 @@ impl LoadRun {
         self.objects.iter().filter_map(|o| o[field].as_u64()).sum()
     }
 
-    /// rows read = loaded + rejected + duplicate, per object.
+    /// rows read = loaded + unchanged + rejected + duplicate, and loaded = inserted + updated, per object.
     fn accounted(&self) -> Result<(), String> {
         for o in &self.objects {
             let n = |f: &str| o[f].as_u64().unwrap_or(0);
-            if n("rows_read") != n("rows_loaded") + n("rows_rejected") + n("rows_duplicate") {
+            let parts =
+                n("rows_loaded") + n("rows_unchanged") + n("rows_rejected") + n("rows_duplicate");
+            if n("rows_read") != parts || n("rows_loaded") != n("rows_inserted") + n("rows_updated")
+            {
                 return Err(format!(
-                    "{}: rows read {} ≠ loaded {} + rejected {} + duplicate {}",
+                    "{}: rows read {} ≠ loaded {} (inserted {} + updated {}) + unchanged {} + rejected {} + \
+                     duplicate {}",
                     o["source"].as_str().unwrap_or("?"),
                     n("rows_read"),
                     n("rows_loaded"),
+                    n("rows_inserted"),
+                    n("rows_updated"),
+                    n("rows_unchanged"),
                     n("rows_rejected"),
                     n("rows_duplicate")
                 ));

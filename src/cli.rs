@@ -278,6 +278,7 @@ pub fn totals(reports: &[LoadReport]) -> serde_json::Value {
         "refused": count(Status::Refused),
         "failed": count(Status::Failed),
         "rows_loaded": reports.iter().map(|r| r.rows_loaded).sum::<u64>(),
+        "rows_unchanged": reports.iter().map(|r| r.rows_unchanged).sum::<u64>(),
         "rows_rejected": reports.iter().map(|r| r.rows_rejected).sum::<u64>(),
     })
 }
@@ -287,8 +288,8 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:<20} {:<8} {:>10} {:>9} {:>6} {:>8}",
-        "file", "table", "status", "loaded", "rejected", "dups", "ms"
+        "{:<34} {:<20} {:<8} {:>10} {:>10} {:>9} {:>6} {:>8}",
+        "file", "table", "status", "loaded", "unchanged", "rejected", "dups", "ms"
     );
     for r in reports {
         let name = crate::pipeline::display_name(&r.source);
@@ -298,11 +299,12 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<34} {:<20} {:<8} {:>10} {:>9} {:>6} {:>8}",
+            "{:<34} {:<20} {:<8} {:>10} {:>10} {:>9} {:>6} {:>8}",
             name,
             r.table.as_deref().unwrap_or("-"),
             status,
             r.rows_loaded,
+            r.rows_unchanged,
             r.rows_rejected,
             r.rows_duplicate,
             r.duration_ms
@@ -330,13 +332,14 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
     let t = totals(reports);
     let _ = writeln!(
         out,
-        "{} objects: {} loaded, {} skipped, {} refused, {} failed; {} rows loaded, {} rejected",
+        "{} objects: {} loaded, {} skipped, {} refused, {} failed; {} rows loaded, {} unchanged, {} rejected",
         t["objects"],
         t["loaded"],
         t["skipped"],
         t["refused"],
         t["failed"],
         t["rows_loaded"],
+        t["rows_unchanged"],
         t["rows_rejected"]
     );
     out

@@ -296,6 +296,22 @@ pub struct Config {
     /// How PostgreSQL loads send rows (`PG_COPY_FORMAT`: `binary`, the default, or `text` for a server or proxy
     /// that does not take binary COPY, and for comparison).
     pub pg_copy_format: PgCopyFormat,
+    /// How a PostgreSQL load into an empty table treats readers and the key (`PG_FIRST_LOAD`: `shared`, the
+    /// default, or `exclusive`).
+    pub pg_first_load: PgFirstLoad,
+}
+
+/// How a PostgreSQL load into an empty table (its first) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgFirstLoad {
+    /// Like every load: readers are never blocked (they see the empty table until the commit); the primary-key
+    /// index is maintained row by row.
+    #[default]
+    Shared,
+    /// For a backfill: the load takes the empty table exclusively (its readers wait for the commit), drops the
+    /// primary key, writes the rows frozen (`COPY … FREEZE`) and builds the key once at the end, in the same
+    /// transaction. Only when the loading role owns the table; otherwise as `Shared`.
+    Exclusive,
 }
 
 /// The COPY format of PostgreSQL loads.
@@ -547,8 +563,18 @@ impl Config {
             ],
             "binary or text",
         )?;
+        let pg_first_load = choice(
+            &get,
+            "PG_FIRST_LOAD",
+            &[
+                ("shared", PgFirstLoad::Shared),
+                ("exclusive", PgFirstLoad::Exclusive),
+            ],
+            "shared or exclusive",
+        )?;
         Ok(Config {
             pg_copy_format,
+            pg_first_load,
             deadline_margin,
             read_limits,
             stream_limits,

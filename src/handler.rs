@@ -399,6 +399,9 @@ impl Handler {
             "reason": report.error,
             "rows_read": report.rows_read,
             "rows_loaded": report.rows_loaded,
+            "rows_inserted": report.rows_inserted,
+            "rows_updated": report.rows_updated,
+            "rows_unchanged": report.rows_unchanged,
             "rows_rejected": report.rows_rejected,
             "rows_duplicate": report.rows_duplicate,
             "load_id": report.load_id,
@@ -501,11 +504,11 @@ fn log_and_measure(report: &LoadReport, object: &ObjectRef, request_id: &str, me
         .unwrap_or_default();
     if report.status == Status::Failed {
         tracing::error!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
-            rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
+            rows_loaded = report.rows_loaded, rows_unchanged = report.rows_unchanged, rows_rejected = report.rows_rejected,
             duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), "object processed");
     } else {
         tracing::info!(request_id, bucket = %object.bucket, key = %escape_text(&object.key), table, status = %status,
-            rows_loaded = report.rows_loaded, rows_rejected = report.rows_rejected,
+            rows_loaded = report.rows_loaded, rows_unchanged = report.rows_unchanged, rows_rejected = report.rows_rejected,
             duration_ms = report.duration_ms, error = report.error.as_deref().unwrap_or(""), quality = %quality,
             "object processed");
     }
@@ -531,6 +534,7 @@ fn now_millis() -> u128 {
 pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value {
     let mut metrics = vec![
         json!({"Name": "RowsLoaded", "Unit": "Count"}),
+        json!({"Name": "RowsUnchanged", "Unit": "Count"}),
         json!({"Name": "RowsRejected", "Unit": "Count"}),
         json!({"Name": "ObjectsRefused", "Unit": "Count"}),
         json!({"Name": "LoadDurationMs", "Unit": "Milliseconds"}),
@@ -538,6 +542,7 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
     let mut values = serde_json::Map::new();
     values.insert("Table".into(), json!(table));
     values.insert("RowsLoaded".into(), json!(report.rows_loaded));
+    values.insert("RowsUnchanged".into(), json!(report.rows_unchanged));
     values.insert("RowsRejected".into(), json!(report.rows_rejected));
     values.insert(
         "ObjectsRefused".into(),

@@ -22,8 +22,8 @@ use crate::transform::{
     Tally, TransformStats, map_header,
 };
 use crate::warehouse::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, LoadOutcome, Loader, RowEncoding,
-    RowSink, SinkError, WarehouseError,
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, LoadOutcome, Loader, RowCounts,
+    RowEncoding, RowSink, SinkError, WarehouseError,
 };
 
 /// How to load.
@@ -86,8 +86,14 @@ pub struct LoadReport {
     pub status: Status,
     /// Records the strict CSV reader found (header excluded).
     pub rows_read: u64,
-    /// Distinct keys of the object now in the table.
+    /// Rows written: `rows_inserted + rows_updated`.
     pub rows_loaded: u64,
+    /// Rows with a key the table did not have.
+    pub rows_inserted: u64,
+    /// Rows that replaced a stored row of the same key with different values.
+    pub rows_updated: u64,
+    /// Rows identical to the stored row of their key (not rewritten).
+    pub rows_unchanged: u64,
     /// Rows rejected by validation (written to the rejects file).
     pub rows_rejected: u64,
     /// Accepted rows replaced by a later row of the same key in the same object.
@@ -116,6 +122,15 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Take a committed load's row counts.
+    fn set_rows(&mut self, rows: RowCounts) {
+        self.rows_loaded = rows.loaded();
+        self.rows_inserted = rows.inserted;
+        self.rows_updated = rows.updated;
+        self.rows_unchanged = rows.unchanged;
+        self.rows_duplicate = rows.duplicate;
+    }
+
     fn new(source: &str) -> Self {
         LoadReport {
             source: source.to_string(),
@@ -123,6 +138,9 @@ impl LoadReport {
             status: Status::Failed,
             rows_read: 0,
             rows_loaded: 0,
+            rows_inserted: 0,
+            rows_updated: 0,
+            rows_unchanged: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
             error: None,
@@ -242,8 +260,7 @@ impl BeforeCommit for PublishBeforeCommit<'_> {
             }
             let mut report = self.report.clone();
             report.status = Status::Loaded;
-            report.rows_loaded = done.rows_loaded;
-            report.rows_duplicate = done.rows_duplicate;
+            report.set_rows(done.rows);
             report.load_id = Some(done.load_id);
             report.quality = done.quality.clone();
             publish.publish(&report).await
@@ -411,8 +428,7 @@ fn loaded_report(
 ) -> LoadReport {
     match outcome {
         Ok(LoadOutcome::Loaded(done)) => {
-            report.rows_loaded = done.rows_loaded;
-            report.rows_duplicate = done.rows_duplicate;
+            report.set_rows(done.rows);
             report.load_id = Some(done.load_id);
             report.quality = done.quality;
             report.end(Status::Loaded, None, started)

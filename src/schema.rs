@@ -87,8 +87,9 @@ pub fn reporting_schema() -> &'static str {
 /// table). `init` brings a warehouse at an older version up to this one and records it in `etl.schema_version`.
 /// 1: every table before versions were recorded; 2: `dim_patient.email` optional, the version table itself, the
 /// ledger declared here (its columns added by the same migration as every table's); 3: Redshift's per-table load
-/// lock tables (`etl.load_lock_<table>`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// lock tables (`etl.load_lock_<table>`); 4: the ledger's `rows_inserted`, `rows_updated`, `rows_unchanged` (NULL on
+/// loads recorded before: they did not tell new keys from replaced ones, and rewrote identical rows).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The warehouse type of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +125,14 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    /// Character data (`VARCHAR`, `TEXT`, JSON kept as text).
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Varchar(_) | ColumnType::Text | ColumnType::Json
+        )
+    }
+
     /// The SQL spelling, valid on PostgreSQL and Redshift.
     pub fn sql(self) -> String {
         match self {
@@ -582,7 +591,7 @@ const LEDGER: TableDef = TableDef {
             "rows_loaded",
             BigInt,
             false,
-            "Distinct keys of the object now in the table",
+            "Rows written: rows_inserted + rows_updated",
         ),
         entry(
             "rows_rejected",
@@ -595,6 +604,24 @@ const LEDGER: TableDef = TableDef {
             BigInt,
             false,
             "Rows replaced by a later row of the same key",
+        ),
+        entry(
+            "rows_inserted",
+            BigInt,
+            true,
+            "Rows with a key the table did not have",
+        ),
+        entry(
+            "rows_updated",
+            BigInt,
+            true,
+            "Rows that replaced a different stored row of the same key",
+        ),
+        entry(
+            "rows_unchanged",
+            BigInt,
+            true,
+            "Rows identical to the stored row of their key: not rewritten",
         ),
         entry(
             "forced",
@@ -720,6 +747,15 @@ impl Table {
     /// Whether column `i` is part of the primary key.
     pub fn is_key(&self, i: usize) -> bool {
         self.key.contains(&i)
+    }
+
+    /// The columns outside the primary key, in declaration order.
+    pub fn value_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.is_key(*i))
+            .map(|(_, c)| c)
     }
 
     /// The quoted primary-key columns, comma-separated.

@@ -48,8 +48,13 @@ fn assert_accounted(report: &Value) {
     };
     assert_eq!(
         n("rows_read"),
-        n("rows_loaded") + n("rows_rejected") + n("rows_duplicate"),
-        "rows read = loaded + rejected + duplicate: {report}"
+        n("rows_loaded") + n("rows_unchanged") + n("rows_rejected") + n("rows_duplicate"),
+        "rows read = loaded + unchanged + rejected + duplicate: {report}"
+    );
+    assert_eq!(
+        n("rows_loaded"),
+        n("rows_inserted") + n("rows_updated"),
+        "rows loaded = inserted + updated: {report}"
     );
 }
 

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Output, TempDir, TestDb, rows, run_bin, scalar, within};
+use common::{Output, TempDir, TestDb, connect, rows, run_bin, scalar, within};
+use healthetl::config::PgFirstLoad;
 use healthetl::generate::{GenerateOptions, Manifest, generate, read_manifest};
 use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
@@ -445,8 +446,10 @@ async fn reloading_the_same_files_is_a_reported_no_op_and_force_loads_them_again
     assert_eq!(forced.code, Some(0), "{forced:#?}");
     for (table, o) in objects_by_table(&forced) {
         assert_eq!(o["status"], "loaded", "{table}: {o:#}");
+        // The same bytes again: every row is identical to the stored one, so nothing is rewritten.
+        assert_eq!(o["rows_loaded"], 0, "{table}: {o:#}");
         assert_eq!(
-            o["rows_loaded"], manifest.tables[&table].rows,
+            o["rows_unchanged"], manifest.tables[&table].rows,
             "{table}: {o:#}"
         );
     }
@@ -493,7 +496,15 @@ async fn an_updated_dimension_file_replaces_the_changed_row_and_adds_the_new_key
     let report = load(&mut pg, &path, &opts).await;
 
     assert_status(&report, Status::Loaded);
-    assert_eq!(report.rows_loaded, updated.len() as u64, "{report:#?}");
+    assert_eq!(
+        (
+            report.rows_inserted,
+            report.rows_updated,
+            report.rows_unchanged
+        ),
+        (1, 1, updated.len() as u64 - 2),
+        "{report:#?}"
+    );
     let mut expected = updated.clone();
     expected.sort_by_key(|r| r[0].parse::<i64>().expect("numeric key"));
     assert_eq!(
@@ -793,6 +804,238 @@ async fn gzip_is_read_by_name_or_by_magic_bytes_and_a_fake_gz_is_refused() {
     );
     assert_eq!(db.count("health.dim_transaction").await, 0);
     assert_eq!(db.ledger_rows().await, 2);
+}
+
+// -------------------------------------------------------------------------------------------------
+// The first load into an empty table builds its primary key after the rows.
+
+/// The primary key's name, definition and index (a new index when the key was built again).
+async fn primary_key(db: &TestDb, table: &str) -> Vec<Vec<Option<String>>> {
+    rows(
+        &db.url,
+        &format!(
+            "SELECT conname::text, pg_get_constraintdef(oid), conindid::text FROM pg_constraint \
+             WHERE conrelid = 'health.{table}'::regclass AND contype = 'p'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_load_builds_the_primary_key_after_the_rows_and_a_refused_one_keeps_it() {
+    let db = TestDb::initialized("deferred_key").await;
+    let tmp = TempDir::new("deferred_key");
+    let mut pg = db.warehouse().await.with_first_load(PgFirstLoad::Exclusive);
+    let opts = options(&tmp);
+    let declared = primary_key(&db, "dim_payer").await;
+    assert_eq!(declared.len(), 1, "{declared:?}");
+
+    // Over the reject threshold: rolled back, the key is back as it was.
+    let bad = tmp.write(
+        "bad/dimPayer.csv",
+        "dimPayerPK,PayerName\n1,A\nx,B\ny,C\n4,D\n",
+    );
+    assert_status(&load(&mut pg, &bad, &opts).await, Status::Refused);
+    assert_eq!(primary_key(&db, "dim_payer").await, declared);
+    assert_eq!(db.count("health.dim_payer").await, 0);
+
+    // Rising keys appended, then a repeated key: staged and merged into the table while it has no key; the last
+    // occurrence still wins, and the key is built under its old name.
+    let good = tmp.write(
+        "good/dimPayer.csv",
+        "dimPayerPK,PayerName\n1,A\n2,B first\n3,C\n2,B last\n",
+    );
+    let report = load(&mut pg, &good, &opts).await;
+    assert_status(&report, Status::Loaded);
+    assert_eq!(
+        (report.rows_inserted, report.rows_duplicate),
+        (3, 1),
+        "{report:#?}"
+    );
+    let built = primary_key(&db, "dim_payer").await;
+    assert_eq!(built[0][..2], declared[0][..2], "the same key, by name");
+    assert_ne!(
+        built[0][2], declared[0][2],
+        "the key's index was built by the load"
+    );
+    assert_eq!(declared[0][0].as_deref(), Some("dim_payer_pkey"));
+    assert_eq!(
+        declared[0][1].as_deref(),
+        Some("PRIMARY KEY (dim_payer_pk)")
+    );
+    assert_eq!(
+        pairs(&db, "dim_payer", "dim_payer_pk", "payer_name").await,
+        expect_rows(&[["1", "A"], ["2", "B last"], ["3", "C"]])
+    );
+    // The key is enforced again.
+    let client = connect(&db.url).await;
+    let dup = client
+        .execute("INSERT INTO health.dim_payer VALUES (1, 'again')", &[])
+        .await;
+    assert!(dup.is_err(), "the rebuilt key rejects a duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_that_does_not_own_the_table_loads_it_with_the_key_in_place() {
+    let db = TestDb::initialized("deferred_key_grants").await;
+    let tmp = TempDir::new("deferred_key_grants");
+    let role = format!("{}_dml", db.name);
+    let admin = connect(&db.url).await;
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             GRANT USAGE ON SCHEMA health, etl TO {role}; \
+             GRANT SELECT, INSERT, DELETE ON ALL TABLES IN SCHEMA health, etl TO {role}; \
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA etl TO {role};"
+        ))
+        .await
+        .expect("a role with only SELECT, INSERT and DELETE");
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names its user");
+    let declared = primary_key(&db, "dim_payer").await;
+    let mut pg = Postgres::new(&url)
+        .expect("url")
+        .with_first_load(PgFirstLoad::Exclusive);
+    let file = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n1,A\n2,B\n");
+    let report = load(&mut pg, &file, &options(&tmp)).await;
+    let cleanup = format!("DROP OWNED BY {role}; DROP ROLE {role};");
+    admin.batch_execute(&cleanup).await.expect("drop the role");
+    assert_status(&report, Status::Loaded);
+    assert_eq!(report.rows_inserted, 2, "{report:#?}");
+    assert_eq!(
+        primary_key(&db, "dim_payer").await,
+        declared,
+        "the key and its index are the ones init created"
+    );
+}
+
+// -------------------------------------------------------------------------------------------------
+// Unchanged rows.
+
+const PHYSICIANS: &str = "dimPhysicianPK,ProviderNpi,ProviderName,ProviderSpecialty,ProviderFTE\n\
+     1,0001,Ada,Cardiology,1.00\n\
+     2,0002,Bo,Oncology,0.50\n\
+     3,0003,Cy,Surgery,1\n\
+     4,0004,Di,Pediatrics,0.75\n\
+     5,0005,Ed,,0.25\n";
+
+/// `(key, xmin)` of every physician row: the transaction that last wrote it.
+async fn writers(db: &TestDb) -> Vec<(i64, String)> {
+    rows(
+        &db.url,
+        "SELECT dim_physician_pk::text, xmin::text FROM health.dim_physician ORDER BY 1",
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap().parse().unwrap(),
+            r[1].clone().unwrap(),
+        )
+    })
+    .collect()
+}
+
+fn counts(r: &LoadReport) -> (u64, u64, u64, u64, u64, u64) {
+    (
+        r.rows_read,
+        r.rows_loaded,
+        r.rows_inserted,
+        r.rows_updated,
+        r.rows_unchanged,
+        r.rows_duplicate,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_re_send_rewrites_only_the_rows_that_changed_and_counts_the_rest_unchanged() {
+    let db = TestDb::initialized("unchanged_rows").await;
+    let tmp = TempDir::new("unchanged_rows");
+    let mut pg = db.warehouse().await;
+    let mut opts = options(&tmp);
+    let first = tmp.write("dimPhysician.csv", PHYSICIANS);
+    let report = load(&mut pg, &first, &opts).await;
+    assert_eq!(counts(&report), (5, 5, 5, 0, 0, 0), "{report:#?}");
+    let before = writers(&db).await;
+
+    // The identical file again, forced past the ledger: nothing is written.
+    opts.force = true;
+    let report = load(&mut pg, &first, &opts).await;
+    assert_status(&report, Status::Loaded);
+    assert_eq!(counts(&report), (5, 0, 0, 0, 5, 0), "{report:#?}");
+    assert_eq!(
+        writers(&db).await,
+        before,
+        "an identical re-send rewrote rows"
+    );
+
+    // A corrected file: 1 and 5 as they were (1 also sent twice, the first time different); 2 renamed; 3 with a
+    // trailing space; 4 lost its FTE (NULL); 6 is new. "1" and "1.00" are the same NUMERIC(12,2).
+    let corrected = tmp.write(
+        "dimPhysician_corrected.csv",
+        "dimPhysicianPK,ProviderNpi,ProviderName,ProviderSpecialty,ProviderFTE\n\
+         1,0001,Ada,Cardiology,0.10\n\
+         2,0002,Bob,Oncology,0.50\n\
+         3,0003,Cy ,Surgery,1.00\n\
+         4,0004,Di,Pediatrics,\n\
+         5,0005,Ed,,0.25\n\
+         1,0001,Ada,Cardiology,1\n\
+         6,0006,Fe,Dermatology,1.00\n",
+    );
+    let report = load(&mut pg, &corrected, &opts).await;
+    assert_status(&report, Status::Loaded);
+    // read 7 = loaded 4 (inserted 1 + updated 3) + unchanged 2 + duplicate 1
+    assert_eq!(counts(&report), (7, 4, 1, 3, 2, 1), "{report:#?}");
+    let after = writers(&db).await;
+    let xmin =
+        |rows: &[(i64, String)], key: i64| rows.iter().find(|r| r.0 == key).map(|r| r.1.clone());
+    for key in [1, 5] {
+        assert_eq!(
+            xmin(&after, key),
+            xmin(&before, key),
+            "row {key} is unchanged but was rewritten"
+        );
+    }
+    for key in [2, 3, 4] {
+        assert_ne!(
+            xmin(&after, key),
+            xmin(&before, key),
+            "row {key} changed but was not rewritten"
+        );
+    }
+    assert_eq!(
+        rows(
+            &db.url,
+            "SELECT dim_physician_pk::text, provider_name, provider_fte::text FROM health.dim_physician ORDER BY 1"
+        )
+        .await,
+        expect_rows(&[
+            ["1", "Ada", "1.00"],
+            ["2", "Bob", "0.50"],
+            ["3", "Cy ", "1.00"],
+            ["4", "Di", ""],
+            ["5", "Ed", "0.25"],
+            ["6", "Fe", "1.00"],
+        ])
+        .into_iter()
+        .map(|r| r.into_iter().map(|v| v.filter(|v| !v.is_empty())).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+    );
+    let ledger = rows(
+        &db.url,
+        "SELECT rows_read::text, rows_loaded::text, rows_inserted::text, rows_updated::text, \
+         rows_unchanged::text, rows_duplicate::text FROM etl.load_log ORDER BY load_id",
+    )
+    .await;
+    assert_eq!(
+        ledger,
+        expect_rows(&[
+            ["5", "5", "5", "0", "0", "0"],
+            ["5", "0", "0", "0", "5", "0"],
+            ["7", "4", "1", "3", "2", "1"],
+        ]),
+        "the ledger keeps each load's counts"
+    );
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -448,6 +448,9 @@ CREATE TABLE IF NOT EXISTS "etl"."load_log" (
     "rows_loaded" BIGINT NOT NULL,
     "rows_rejected" BIGINT NOT NULL,
     "rows_duplicate" BIGINT NOT NULL,
+    "rows_inserted" BIGINT,
+    "rows_updated" BIGINT,
+    "rows_unchanged" BIGINT,
     "forced" BOOLEAN NOT NULL,
     "encoding" VARCHAR(64) NOT NULL,
     "routed_by" VARCHAR(64) DEFAULT 'name' NOT NULL,
@@ -490,7 +493,7 @@ fn init_emits_the_golden_redshift_ddl_for_every_table_and_the_ledger() {
 fn every_load_statement_is_golden() {
     let payer = SCHEMA.by_name("dim_payer").unwrap();
     let fact = SCHEMA.by_name("fact_table").unwrap();
-    let golden: [(String, &str); 15] = [
+    let golden: [(String, &str); 17] = [
         (
             sql::slice_count().to_string(),
             "SELECT COUNT(*) FROM stv_slices",
@@ -530,21 +533,29 @@ fn every_load_statement_is_golden() {
             r#"SELECT (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_patient_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_patient" d WHERE d."dim_patient_pk" = s."dim_patient_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_physician_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_physician" d WHERE d."dim_physician_pk" = s."dim_physician_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_date_post_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_date" d WHERE d."date_key" = s."dim_date_post_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_date_service_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_date" d WHERE d."date_key" = s."dim_date_service_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_cpt_code_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_cpt_code" d WHERE d."dim_cpt_code_pk" = s."dim_cpt_code_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_payer_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_payer" d WHERE d."dim_payer_pk" = s."dim_payer_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_transaction_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_transaction" d WHERE d."dim_transaction_pk" = s."dim_transaction_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_location_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_location" d WHERE d."dim_location_pk" = s."dim_location_pk")), (SELECT COUNT(*) FROM "healthetl_staging" s WHERE s."dim_diagnosis_code_pk" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "health"."dim_diagnosis_code" d WHERE d."dim_diagnosis_code_pk" = s."dim_diagnosis_code_pk"))"#,
         ),
         (
-            sql::delete_replaced(fact),
-            r#"DELETE FROM "health"."fact_table" USING "healthetl_staging" WHERE "health"."fact_table"."fact_table_pk" = "healthetl_staging"."fact_table_pk""#,
+            sql::delete_staged_duplicates(payer),
+            r#"DELETE FROM "healthetl_staging" WHERE "_source_line" NOT IN (SELECT MAX("_source_line") FROM "healthetl_staging" GROUP BY "dim_payer_pk")"#,
         ),
         (
-            sql::insert_staged(payer, false),
+            sql::delete_staged_duplicates(&SCHEMA.dictionary),
+            r#"DELETE FROM "healthetl_staging" WHERE "_source_line" NOT IN (SELECT MAX("_source_line") FROM "healthetl_staging" GROUP BY "table_name", OCTET_LENGTH("table_name"), "column_name", OCTET_LENGTH("column_name"))"#,
+        ),
+        (
+            sql::delete_replaced(payer),
+            r#"DELETE FROM "health"."dim_payer" USING "healthetl_staging" WHERE "health"."dim_payer"."dim_payer_pk" = "healthetl_staging"."dim_payer_pk" AND NOT ((("health"."dim_payer"."payer_name" IS NULL AND "healthetl_staging"."payer_name" IS NULL) OR ("health"."dim_payer"."payer_name" IS NOT NULL AND "healthetl_staging"."payer_name" IS NOT NULL AND ("health"."dim_payer"."payer_name" = "healthetl_staging"."payer_name" AND OCTET_LENGTH("health"."dim_payer"."payer_name") = OCTET_LENGTH("healthetl_staging"."payer_name")))))"#,
+        ),
+        (
+            sql::delete_unchanged(&SCHEMA.dictionary),
+            r#"DELETE FROM "healthetl_staging" USING "health"."data_dictionary" WHERE ("healthetl_staging"."table_name" = "health"."data_dictionary"."table_name" AND OCTET_LENGTH("healthetl_staging"."table_name") = OCTET_LENGTH("health"."data_dictionary"."table_name")) AND ("healthetl_staging"."column_name" = "health"."data_dictionary"."column_name" AND OCTET_LENGTH("healthetl_staging"."column_name") = OCTET_LENGTH("health"."data_dictionary"."column_name"))"#,
+        ),
+        (
+            sql::insert_staged(payer),
             r#"INSERT INTO "health"."dim_payer" ("dim_payer_pk", "payer_name") SELECT "dim_payer_pk", "payer_name" FROM "healthetl_staging""#,
-        ),
-        (
-            sql::insert_staged(payer, true),
-            r#"INSERT INTO "health"."dim_payer" ("dim_payer_pk", "payer_name") SELECT "dim_payer_pk", "payer_name" FROM (SELECT "dim_payer_pk", "payer_name", ROW_NUMBER() OVER (PARTITION BY "dim_payer_pk" ORDER BY "_source_line" DESC) AS "_rank" FROM "healthetl_staging") AS ranked WHERE "_rank" = 1"#,
         ),
         (sql::drop_staging(), r#"DROP TABLE "healthetl_staging""#),
         (
             sql::ledger_insert(),
-            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
+            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, rows_unchanged, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
         ),
         (
             sql::ledger_load_id(),
@@ -974,8 +985,93 @@ async fn duplicates_keep_the_last_row_within_an_object_and_across_objects() {
     };
     let report = load(&mut rs, &second, &forced).await;
     assert_eq!(report.status, Status::Loaded, "{report:?}");
+    // Forced, the same rows again: the winners are identical to the stored rows, the earlier 3 still a duplicate.
+    assert_eq!(
+        (
+            report.rows_loaded,
+            report.rows_unchanged,
+            report.rows_duplicate
+        ),
+        (0, 3, 1),
+        "{report:?}"
+    );
     assert_eq!(world.db.count("health.dim_payer").await, 4);
     assert_eq!(world.db.ledger_rows().await, 3);
+}
+
+#[tokio::test]
+async fn a_forced_re_send_deletes_and_inserts_only_the_changed_keys() {
+    let world = World::new("redshift_unchanged").await;
+    let mut rs = world.redshift();
+    let header = "dimPhysicianPK,ProviderNpi,ProviderName,ProviderSpecialty,ProviderFTE\n";
+    let first = world.tmp.write(
+        "a/dimPhysician.csv",
+        format!("{header}1,0001,Ada,Cardiology,1.00\n2,0002,Bo,Oncology,0.50\n3,0003,Cy,Surgery,1\n4,0004,Di,,0.75\n"),
+    );
+    let report = load(&mut rs, &first, &world.options()).await;
+    assert_eq!(
+        (report.rows_loaded, report.rows_inserted),
+        (4, 4),
+        "{report:?}"
+    );
+    let writers = || async {
+        rows(
+            &world.db.url,
+            "SELECT dim_physician_pk::text, xmin::text FROM health.dim_physician ORDER BY 1",
+        )
+        .await
+    };
+    let before = writers().await;
+    // 1 as it was; 2 with a trailing space; 3 as it was ("1" is 1.00), sent twice; 4 gains a specialty; 5 is new.
+    let second = world.tmp.write(
+        "b/dimPhysician.csv",
+        format!(
+            "{header}1,0001,Ada,Cardiology,1.00\n3,0003,Cy,Surgery,2.00\n2,0002,Bo ,Oncology,0.50\n\
+             3,0003,Cy,Surgery,1.00\n4,0004,Di,Pediatrics,0.75\n5,0005,Ed,Surgery,1.00\n"
+        ),
+    );
+    let report = load(&mut rs, &second, &world.options()).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    assert_eq!(
+        (
+            report.rows_read,
+            report.rows_loaded,
+            report.rows_inserted,
+            report.rows_updated,
+            report.rows_unchanged,
+            report.rows_duplicate
+        ),
+        (6, 3, 1, 2, 2, 1),
+        "{report:?}"
+    );
+    let after = writers().await;
+    assert_eq!(after[0], before[0], "row 1 is unchanged but was rewritten");
+    assert_eq!(after[2], before[2], "row 3 is unchanged but was rewritten");
+    assert_ne!(after[1], before[1], "row 2 changed but was not rewritten");
+    assert_ne!(after[3], before[3], "row 4 changed but was not rewritten");
+    assert_eq!(
+        rows(
+            &world.db.url,
+            "SELECT provider_name || '|' || COALESCE(provider_specialty, '-') FROM health.dim_physician ORDER BY dim_physician_pk"
+        )
+        .await,
+        ["Ada|Cardiology", "Bo |Oncology", "Cy|Surgery", "Di|Pediatrics", "Ed|Surgery"]
+            .iter()
+            .map(|v| vec![Some(v.to_string())])
+            .collect::<Vec<_>>()
+    );
+    let ledger = rows(
+        &world.db.url,
+        "SELECT rows_inserted::text, rows_updated::text, rows_unchanged::text FROM etl.load_log ORDER BY load_id",
+    )
+    .await;
+    assert_eq!(
+        ledger,
+        [["4", "0", "0"], ["1", "2", "2"]]
+            .iter()
+            .map(|r| r.iter().map(|v| Some(v.to_string())).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

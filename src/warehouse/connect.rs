@@ -159,7 +159,9 @@ impl Connector {
         let connection = connection(config, &plan, aws.as_ref().map(|(sdk, _)| sdk)).await?;
         Ok(match config.dialect {
             Dialect::Postgres => Box::new(
-                Postgres::with_connection(connection).with_copy_format(config.pg_copy_format),
+                Postgres::with_connection(connection)
+                    .with_copy_format(config.pg_copy_format)
+                    .with_first_load(config.pg_first_load),
             ),
             Dialect::Redshift => {
                 let (r, s3) = match (&config.redshift, aws) {

@@ -163,12 +163,64 @@ pub struct Commit<'a> {
 pub struct Committed {
     /// The ledger row's key.
     pub load_id: i64,
-    /// Distinct keys of the object now in the table.
-    pub rows_loaded: u64,
-    /// Accepted rows replaced by a later row of the same object.
-    pub rows_duplicate: u64,
+    /// What became of the accepted rows.
+    pub rows: RowCounts,
     /// The load's data-quality figures (tables with dimension keys or a balance identity).
     pub quality: Option<Quality>,
+}
+
+/// What became of a load's accepted rows: each is inserted, updated, unchanged or a duplicate, so
+/// `rows_read = loaded() + unchanged + duplicate + rows_rejected`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Rows with a key the table did not have before the load.
+    pub inserted: u64,
+    /// Rows that replaced a stored row of the same key with different values.
+    pub updated: u64,
+    /// Rows identical to the stored row of their key: left as they were, not rewritten.
+    pub unchanged: u64,
+    /// Rows replaced by a later row of the same key in the same object.
+    pub duplicate: u64,
+}
+
+impl RowCounts {
+    /// Rows written: inserted + updated.
+    pub fn loaded(&self) -> u64 {
+        self.inserted + self.updated
+    }
+}
+
+/// What a dialect's merge statements counted, from which [`RowCounts`] follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeTally {
+    /// Rows copied straight into the table (keys above its largest, strictly increasing: no duplicates).
+    pub appended: u64,
+    /// Rows copied into the staging table.
+    pub staged: u64,
+    /// Staged rows removed because a later staged row has the same key.
+    pub staged_duplicates: u64,
+    /// Table rows deleted because a staged row of the same key differs from them or supersedes them.
+    pub replaced: u64,
+    /// Of `replaced`, the rows this load had appended (earlier occurrences of a key, so duplicates).
+    pub replaced_appended: u64,
+    /// Staged rows inserted (the rest were identical to the stored row of their key).
+    pub inserted: u64,
+}
+
+impl MergeTally {
+    /// Every appended or staged row is counted once: inserted, updated, unchanged or duplicate.
+    pub fn counts(&self) -> RowCounts {
+        let updated = self.replaced.saturating_sub(self.replaced_appended);
+        RowCounts {
+            inserted: (self.appended + self.inserted)
+                .saturating_sub(self.replaced_appended + updated),
+            updated,
+            unchanged: self
+                .staged
+                .saturating_sub(self.staged_duplicates + self.inserted),
+            duplicate: self.staged_duplicates + self.replaced_appended,
+        }
+    }
 }
 
 /// The ledger facts of one load.
@@ -223,6 +275,55 @@ impl BeforeCommit for NothingBeforeCommit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every appended or staged row lands in exactly one count.
+    fn accounted(t: MergeTally) -> RowCounts {
+        let c = t.counts();
+        assert_eq!(
+            c.loaded() + c.unchanged + c.duplicate,
+            t.appended + t.staged,
+            "{t:?} -> {c:?}"
+        );
+        c
+    }
+
+    #[test]
+    fn merge_counts_tell_new_changed_identical_and_duplicate_rows_apart() {
+        // A first load, appended: all new.
+        let c = accounted(MergeTally {
+            appended: 5,
+            ..MergeTally::default()
+        });
+        assert_eq!(
+            (c.inserted, c.updated, c.unchanged, c.duplicate),
+            (5, 0, 0, 0)
+        );
+        // The same 5 rows again, one of them changed: 1 updated, 4 untouched.
+        let c = accounted(MergeTally {
+            staged: 5,
+            replaced: 1,
+            inserted: 1,
+            ..MergeTally::default()
+        });
+        assert_eq!(
+            (c.inserted, c.updated, c.unchanged, c.duplicate),
+            (0, 1, 4, 0)
+        );
+        // 3 appended, then a row repeating an appended key (it wins), a new key and a changed old key, plus an
+        // earlier staged occurrence of that old key.
+        let c = accounted(MergeTally {
+            appended: 3,
+            staged: 4,
+            staged_duplicates: 1,
+            replaced: 2,
+            replaced_appended: 1,
+            inserted: 3,
+        });
+        assert_eq!(
+            (c.inserted, c.updated, c.unchanged, c.duplicate),
+            (4, 1, 0, 2)
+        );
+    }
 
     #[test]
     fn the_statement_timeout_is_the_time_left_and_none_without_a_deadline() {

@@ -18,8 +18,8 @@ use crate::schema::{ColumnType, SCHEMA, quote_ident};
 pub use connect::{ConnectPlan, Connector, connect};
 pub use error::{WarehouseError, describe};
 pub use load::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
-    NothingBeforeCommit, RowEncoding, RowSink, SinkError, statement_timeout_sql,
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader, MergeTally,
+    NothingBeforeCommit, RowCounts, RowEncoding, RowSink, SinkError, statement_timeout_sql,
 };
 pub use postgres::Postgres;
 pub use redshift::Redshift;

@@ -17,19 +17,21 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::connection::Connection;
 use super::error::WarehouseError;
 use super::load::{
-    BeginLoad, Commit, Committed, Load, LoadOutcome, Loader, RowEncoding, RowSink, SinkError,
+    BeginLoad, Commit, Committed, Load, LoadOutcome, Loader, MergeTally, RowEncoding, RowSink,
+    SinkError,
 };
 use super::migrate::{self, Migrated};
 use super::tls::tls_connection;
 use super::{LedgerLimits, comment_columns_from_dictionary};
-use crate::config::{DatabaseUrl, PgCopyFormat, SslMode};
+use crate::config::{DatabaseUrl, PgCopyFormat, PgFirstLoad, SslMode};
 use crate::schema::{SCHEMA, Table, TableKind};
 use crate::transform::{KeyOrder, Quality, Tally, TransformStats, binary, end_binary_row, end_row};
 use sql::{
-    LoadRows, copy_direct_sql, copy_sql, create_staging_sql, delete_replaced_sql,
+    LoadRows, analyze_staging_sql, copy_direct_sql, copy_sql, create_staging_sql,
+    defer_primary_key_sql, delete_replaced_sql, delete_staged_duplicates_sql,
     dense_dimension_keys_sql, index_statements, init_statements, insert_staged_sql,
     ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql, max_key_sql,
-    orphan_rows_of_load_sql, supports_direct_append,
+    orphan_rows_of_load_sql, primary_key_name_sql, restore_primary_key_sql, supports_direct_append,
 };
 
 /// COPY data is sent in chunks of about this many bytes.
@@ -43,6 +45,7 @@ const INIT_LOCK: i64 = 7243911;
 pub struct Postgres {
     connection: Connection,
     copy_format: PgCopyFormat,
+    first_load: PgFirstLoad,
 }
 
 impl Postgres {
@@ -71,12 +74,19 @@ impl Postgres {
         Postgres {
             connection,
             copy_format: PgCopyFormat::default(),
+            first_load: PgFirstLoad::default(),
         }
     }
 
     /// Send rows in this COPY format (binary unless told otherwise).
     pub fn with_copy_format(mut self, format: PgCopyFormat) -> Self {
         self.copy_format = format;
+        self
+    }
+
+    /// Load empty tables this way (see [`PgFirstLoad`]).
+    pub fn with_first_load(mut self, first_load: PgFirstLoad) -> Self {
+        self.first_load = first_load;
         self
     }
 
@@ -167,10 +177,29 @@ impl Postgres {
         } else {
             None
         };
+        // An empty table (its largest key is none), when told to and allowed: build its primary key once, after
+        // the rows are in.
+        let deferred_key =
+            if append_above == Some(i64::MIN) && self.first_load == PgFirstLoad::Exclusive {
+                let name: Option<String> = tx
+                    .query_opt(primary_key_name_sql(), &[&table.schema, &table.name])
+                    .await
+                    .map_err(WarehouseError::db("reading the table's primary key"))?
+                    .map(|row| row.get(0));
+                if let Some(name) = &name {
+                    tx.batch_execute(&defer_primary_key_sql(table, name))
+                        .await
+                        .map_err(WarehouseError::db("deferring the primary key"))?;
+                }
+                name
+            } else {
+                None
+            };
         Ok(Some(PgLoad {
             tx,
             table,
             binary: self.copy_format == PgCopyFormat::Binary,
+            deferred_key,
             append_above,
             chunks: None,
             appended: 0,
@@ -303,6 +332,8 @@ struct PgLoad<'a> {
     table: &'static Table,
     /// Binary COPY (else text).
     binary: bool,
+    /// The primary key dropped for this load (into an empty table), rebuilt before the commit.
+    deferred_key: Option<String>,
     /// Rows whose keys are above this (and strictly increasing) may be appended straight into the table.
     append_above: Option<i64>,
     /// The receiving end of the sink's chunks, until [`Load::receive`] takes it.
@@ -324,7 +355,8 @@ impl PgLoad<'_> {
             match chunk {
                 CopyChunk::Append(bytes) => {
                     if append.is_none() {
-                        let sql = copy_direct_sql(self.table, self.binary);
+                        let freeze = self.deferred_key.is_some();
+                        let sql = copy_direct_sql(self.table, self.binary, freeze);
                         append = Some(start_copy(&self.tx, &sql, self.binary).await?);
                     }
                     if let Some(sink) = append.as_mut() {
@@ -392,8 +424,25 @@ impl PgLoad<'_> {
         };
         let quality =
             quality_now(&self.tx, self.table, entry.tally, rows, self.append_above).await?;
-        let mut rows_loaded = self.appended;
+        let mut tally = MergeTally {
+            appended: self.appended,
+            staged: self.staged,
+            ..MergeTally::default()
+        };
         if self.staging {
+            if dedupe {
+                tally.staged_duplicates = self
+                    .tx
+                    .execute(&delete_staged_duplicates_sql(self.table), &[])
+                    .await
+                    .map_err(WarehouseError::db("setting duplicate rows aside"))?;
+            }
+            // The staging table has no statistics yet: without them the planner guesses its size, and the merge's
+            // joins against a table of millions of rows can take the slow plan.
+            self.tx
+                .batch_execute(&analyze_staging_sql())
+                .await
+                .map_err(WarehouseError::db("analyzing the staged rows"))?;
             let above = self.append_above.unwrap_or(i64::MAX);
             let delete = delete_replaced_sql(self.table);
             let deleted = if supports_direct_append(self.table) {
@@ -402,15 +451,21 @@ impl PgLoad<'_> {
                 self.tx.query_one(&delete, &[]).await
             }
             .map_err(WarehouseError::db("replacing rows"))?;
-            let replaced_appended: i64 = deleted.get(1);
-            let inserted = self
+            tally.replaced = u64::try_from(deleted.get::<_, i64>(0)).unwrap_or_default();
+            tally.replaced_appended = u64::try_from(deleted.get::<_, i64>(1)).unwrap_or_default();
+            tally.inserted = self
                 .tx
-                .execute(&insert_staged_sql(self.table, dedupe), &[])
+                .execute(&insert_staged_sql(self.table), &[])
                 .await
                 .map_err(WarehouseError::db("inserting rows"))?;
-            rows_loaded = rows_loaded + inserted - replaced_appended as u64;
         }
-        let rows_duplicate = (self.appended + self.staged).saturating_sub(rows_loaded);
+        if let Some(name) = &self.deferred_key {
+            self.tx
+                .batch_execute(&restore_primary_key_sql(self.table, name))
+                .await
+                .map_err(WarehouseError::db("building the primary key"))?;
+        }
+        let rows = tally.counts();
         if self.table.kind == TableKind::Dictionary {
             comment_columns_from_dictionary(&self.tx, true)
                 .await
@@ -428,22 +483,24 @@ impl PgLoad<'_> {
                     &entry.identity,
                     &self.table.name,
                     &(entry.rows_read as i64),
-                    &(rows_loaded as i64),
+                    &(rows.loaded() as i64),
                     &(entry.rows_rejected as i64),
-                    &(rows_duplicate as i64),
+                    &(rows.duplicate as i64),
                     &entry.forced,
                     &entry.encoding,
                     &entry.routed_by,
                     &entry.content_sha256,
                     &quality_json,
+                    &(rows.inserted as i64),
+                    &(rows.updated as i64),
+                    &(rows.unchanged as i64),
                 ],
             )
             .await
             .map_err(WarehouseError::db("writing the ledger"))?;
         let done = Committed {
             load_id: row.get(0),
-            rows_loaded,
-            rows_duplicate,
+            rows,
             quality,
         };
         before_commit

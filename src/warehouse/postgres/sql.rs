@@ -73,13 +73,54 @@ pub fn lock_sql(table: &Table) -> String {
     )
 }
 
-/// `COPY … FROM STDIN` straight into the target (the append fast path: no staging, no merge).
-pub fn copy_direct_sql(table: &Table, binary: bool) -> String {
+/// `COPY … FROM STDIN` straight into the target (the append fast path: no staging, no merge). `freeze` when the
+/// table was truncated in this transaction (see [`defer_primary_key_sql`]): the rows are written frozen, so no
+/// later VACUUM rewrites the table's pages to mark them visible.
+pub fn copy_direct_sql(table: &Table, binary: bool, freeze: bool) -> String {
+    let options = match (binary, freeze) {
+        (false, false) => "",
+        (true, false) => " (FORMAT binary)",
+        (false, true) => " (FREEZE)",
+        (true, true) => " (FORMAT binary, FREEZE)",
+    };
     format!(
-        "COPY {} ({}) FROM STDIN{}",
+        "COPY {} ({}) FROM STDIN{options}",
         table.qualified(),
         table.column_list(),
-        copy_options(binary)
+    )
+}
+
+/// The name of the table's primary-key constraint (`$1` schema, `$2` table), from the catalog; no row when the
+/// loading role does not own the table (dropping and building the key needs ownership; a role granted only
+/// SELECT, INSERT and DELETE loads with the key in place).
+pub fn primary_key_name_sql() -> &'static str {
+    "SELECT c.conname::TEXT FROM pg_catalog.pg_constraint c \
+     JOIN pg_catalog.pg_class r ON r.oid = c.conrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+     WHERE n.nspname = $1 AND r.relname = $2 AND c.contype = 'p' \
+     AND pg_catalog.pg_has_role(r.relowner, 'USAGE')"
+}
+
+/// The first load into an empty table: take it exclusively (readers of the empty table wait for the commit
+/// instead of reading nothing), truncate it (so COPY may write frozen rows) and drop its primary key, to be built
+/// once over all the rows by [`restore_primary_key_sql`] before the commit — one sort instead of a B-tree insert
+/// per row. A rollback restores the key with everything else.
+pub fn defer_primary_key_sql(table: &Table, constraint: &str) -> String {
+    format!(
+        "LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE;\nTRUNCATE {t};\nALTER TABLE {t} DROP CONSTRAINT {}",
+        quote_ident(constraint),
+        t = table.qualified()
+    )
+}
+
+/// Build the primary key [`defer_primary_key_sql`] dropped, under its old name. Rows with one key twice cannot
+/// get there (the merge leaves one row per key); if they did, this fails and the load rolls back.
+pub fn restore_primary_key_sql(table: &Table, constraint: &str) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
+        table.qualified(),
+        quote_ident(constraint),
+        table.key_list()
     )
 }
 
@@ -97,17 +138,57 @@ pub fn supports_direct_append(table: &Table) -> bool {
     table.key.len() == 1 && table.primary_key().ty == ColumnType::BigInt
 }
 
-/// Delete the target rows the staged rows replace. Returns the count deleted, and of those the count with a key
-/// above `$1` (rows appended directly earlier in the same load; only for tables that support direct append).
+/// Statistics for the staging table (temporary tables are never analyzed automatically).
+pub fn analyze_staging_sql() -> String {
+    format!("ANALYZE {}", quote_ident(STAGING))
+}
+
+/// Delete the staged rows a later staged row of the same key supersedes (the last occurrence in the object wins);
+/// run only when the staged keys were not strictly increasing. Returns the count deleted.
+pub fn delete_staged_duplicates_sql(table: &Table) -> String {
+    format!(
+        "DELETE FROM {staging} s USING {staging} w WHERE {} AND s.{line} < w.{line}",
+        table.key_equal("s", "w"),
+        staging = quote_ident(STAGING),
+        line = quote_ident(LINE_COLUMN),
+    )
+}
+
+/// Delete the target rows that staged rows change: same key, some value distinct (`IS DISTINCT FROM`, so NULL
+/// against a value is a change; text compares byte for byte under PostgreSQL's deterministic collations), and every
+/// row this load appended with a key a staged row repeats (`$1`: the table's largest key before the load; only for
+/// tables that support direct append). Rows identical to their staged row stay where they are, unwritten. Returns
+/// the count deleted and, of those, the count this load had appended.
 pub fn delete_replaced_sql(table: &Table) -> String {
     let pk = quote_ident(&table.primary_key().name);
+    let values = |alias: &str| {
+        table
+            .value_columns()
+            .map(|c| format!("{alias}.{}", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut changed = Vec::new();
+    if table.value_columns().next().is_some() {
+        changed.push(format!(
+            "ROW({}) IS DISTINCT FROM ROW({})",
+            values("t"),
+            values("s")
+        ));
+    }
     let appended = if supports_direct_append(table) {
+        changed.push(format!("t.{pk} > $1"));
         "count(*) FILTER (WHERE k > $1)::BIGINT"
     } else {
         "0::BIGINT"
     };
+    let changed = if changed.is_empty() {
+        "FALSE".to_string()
+    } else {
+        changed.join(" OR ")
+    };
     format!(
-        "WITH d AS (DELETE FROM {} t USING {} s WHERE {} RETURNING t.{pk} AS k) \
+        "WITH d AS (DELETE FROM {} t USING {} s WHERE {} AND ({changed}) RETURNING t.{pk} AS k) \
          SELECT count(*)::BIGINT, {appended} FROM d",
         table.qualified(),
         quote_ident(STAGING),
@@ -115,21 +196,17 @@ pub fn delete_replaced_sql(table: &Table) -> String {
     )
 }
 
-/// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key is kept; a
-/// staging segment whose keys strictly increase has no duplicates and skips the sort.
-pub fn insert_staged_sql(table: &Table, dedupe: bool) -> String {
+/// Insert the staged rows whose key the target no longer has (new keys, and the keys [`delete_replaced_sql`] just
+/// deleted); the rest are identical to the stored row. Staged keys are distinct by then (see
+/// [`delete_staged_duplicates_sql`]).
+pub fn insert_staged_sql(table: &Table) -> String {
     let cols = table.column_list();
-    let pk = table.key_list();
-    let select = if dedupe {
-        format!(
-            "SELECT DISTINCT ON ({pk}) {cols} FROM {} ORDER BY {pk}, {} DESC",
-            quote_ident(STAGING),
-            quote_ident(LINE_COLUMN)
-        )
-    } else {
-        format!("SELECT {cols} FROM {}", quote_ident(STAGING))
-    };
-    format!("INSERT INTO {} ({cols}) {select}", table.qualified())
+    format!(
+        "INSERT INTO {target} ({cols}) SELECT {cols} FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {})",
+        quote_ident(STAGING),
+        table.key_equal("t", "s"),
+        target = table.qualified(),
+    )
 }
 
 /// Whether an object with this quick identity (`$1`) or this content (`$3`, SHA-256 hex or NULL) has already been
@@ -220,8 +297,9 @@ pub fn orphan_rows_of_load_sql(
 pub fn ledger_insert_sql() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) \
-         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, now(), \
+         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, \
+         rows_unchanged, started_at, finished_at) \
+         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, $13, $14, $15, now(), \
          clock_timestamp()) RETURNING load_id",
         ledger()
     )
@@ -239,46 +317,45 @@ mod tests {
     #[test]
     fn composite_keys_delete_and_deduplicate_on_every_key_column() {
         let d = &SCHEMA.dictionary;
-        let sql = delete_replaced_sql(d);
+        let keys = "t.\"table_name\" = s.\"table_name\" AND t.\"column_name\" = s.\"column_name\"";
+        assert!(
+            delete_replaced_sql(d).contains(keys),
+            "{}",
+            delete_replaced_sql(d)
+        );
+        assert!(
+            insert_staged_sql(d).contains(keys),
+            "{}",
+            insert_staged_sql(d)
+        );
+        let sql = delete_staged_duplicates_sql(d);
         assert!(
             sql.contains(
-                "t.\"table_name\" = s.\"table_name\" AND t.\"column_name\" = s.\"column_name\""
-            ),
-            "{sql}"
-        );
-        let sql = insert_staged_sql(d, true);
-        assert!(
-            sql.contains("DISTINCT ON (\"table_name\", \"column_name\")"),
+                "s.\"table_name\" = w.\"table_name\" AND s.\"column_name\" = w.\"column_name\""
+            ) && sql.ends_with("s.\"_source_line\" < w.\"_source_line\""),
             "{sql}"
         );
         assert!(!supports_direct_append(d));
     }
 
     #[test]
-    fn insert_without_duplicates_skips_the_sort() {
+    fn only_rows_that_differ_are_replaced() {
         assert_eq!(
-            insert_staged_sql(payer(), false),
+            delete_replaced_sql(payer()),
+            "WITH d AS (DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_staging\" s WHERE \
+             t.\"dim_payer_pk\" = s.\"dim_payer_pk\" AND (ROW(t.\"payer_name\") IS DISTINCT FROM \
+             ROW(s.\"payer_name\") OR t.\"dim_payer_pk\" > $1) RETURNING t.\"dim_payer_pk\" AS k) \
+             SELECT count(*)::BIGINT, count(*) FILTER (WHERE k > $1)::BIGINT FROM d"
+        );
+    }
+
+    #[test]
+    fn only_keys_the_table_lacks_are_inserted() {
+        assert_eq!(
+            insert_staged_sql(payer()),
             "INSERT INTO \"health\".\"dim_payer\" (\"dim_payer_pk\", \"payer_name\") SELECT \"dim_payer_pk\", \
-             \"payer_name\" FROM \"healthetl_staging\""
-        );
-    }
-
-    #[test]
-    fn insert_with_duplicates_keeps_the_last_line() {
-        let sql = insert_staged_sql(payer(), true);
-        assert!(
-            sql.contains("SELECT DISTINCT ON (\"dim_payer_pk\")")
-                && sql.contains("ORDER BY \"dim_payer_pk\", \"_source_line\" DESC"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn replaced_rows_are_deleted_by_key() {
-        let sql = delete_replaced_sql(payer());
-        assert!(
-            sql.contains("DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_staging\" s WHERE t.\"dim_payer_pk\" = s.\"dim_payer_pk\""),
-            "{sql}"
+             \"payer_name\" FROM \"healthetl_staging\" s WHERE NOT EXISTS (SELECT 1 FROM \"health\".\"dim_payer\" t \
+             WHERE t.\"dim_payer_pk\" = s.\"dim_payer_pk\")"
         );
     }
 
@@ -289,7 +366,11 @@ mod tests {
             "COPY \"healthetl_staging\" (\"dim_payer_pk\", \"payer_name\", \"_source_line\") FROM STDIN"
         );
         assert!(copy_sql(payer(), true).ends_with("FROM STDIN (FORMAT binary)"));
-        assert!(copy_direct_sql(payer(), true).ends_with("FROM STDIN (FORMAT binary)"));
+        assert!(copy_direct_sql(payer(), true, false).ends_with("FROM STDIN (FORMAT binary)"));
+        assert!(
+            copy_direct_sql(payer(), true, true).ends_with("FROM STDIN (FORMAT binary, FREEZE)")
+        );
+        assert!(copy_direct_sql(payer(), false, true).ends_with("FROM STDIN (FREEZE)"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_postgres::{Client, SimpleQueryMessage, Transaction};
 use super::connection::Connection;
 use super::error::{WarehouseError, describe};
 use super::load::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
+    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader, MergeTally,
     RowEncoding, RowSink, SinkError,
 };
 use super::migrate::{self, Migrated};
@@ -471,9 +471,11 @@ impl Redshift {
             return Ok(LoadOutcome::AlreadyLoaded);
         }
         let mut orphans = None;
-        let (staged_rows, rows_loaded) = match staged {
-            None => (0, 0),
+        let mut tally = MergeTally::default();
+        match staged {
+            None => {}
             Some(staged) => {
+                tally.staged = staged.rows;
                 tx.batch_execute(&sql::create_staging(table))
                     .await
                     .map_err(db("creating the staging table"))?;
@@ -511,19 +513,26 @@ impl Redshift {
                             .collect::<Vec<u64>>(),
                     );
                 }
-                affected(&tx, &sql::delete_replaced(table))
+                if request.dedupe {
+                    tally.staged_duplicates = affected(&tx, &sql::delete_staged_duplicates(table))
+                        .await
+                        .map_err(db("setting duplicate rows aside"))?;
+                }
+                tally.replaced = affected(&tx, &sql::delete_replaced(table))
                     .await
                     .map_err(db("replacing rows"))?;
-                let inserted = affected(&tx, &sql::insert_staged(table, request.dedupe))
+                affected(&tx, &sql::delete_unchanged(table))
+                    .await
+                    .map_err(db("setting unchanged rows aside"))?;
+                tally.inserted = affected(&tx, &sql::insert_staged(table))
                     .await
                     .map_err(db("inserting rows"))?;
                 tx.batch_execute(&sql::drop_staging())
                     .await
                     .map_err(db("dropping the staging table"))?;
-                (staged.rows, inserted)
             }
-        };
-        let rows_duplicate = staged_rows.saturating_sub(rows_loaded);
+        }
+        let rows = tally.counts();
         if table.kind == crate::schema::TableKind::Dictionary {
             comment_columns_from_dictionary(&tx, false)
                 .await
@@ -547,9 +556,9 @@ impl Redshift {
                 &entry.identity,
                 &table.name,
                 &(entry.rows_read as i64),
-                &(rows_loaded as i64),
+                &(rows.loaded() as i64),
                 &(entry.rows_rejected as i64),
-                &(rows_duplicate as i64),
+                &(rows.duplicate as i64),
                 &entry.forced,
                 &entry.encoding,
                 &started,
@@ -557,6 +566,9 @@ impl Redshift {
                 &entry.routed_by,
                 &entry.content_sha256,
                 &quality_json,
+                &(rows.inserted as i64),
+                &(rows.updated as i64),
+                &(rows.unchanged as i64),
             ],
         )
         .await
@@ -571,8 +583,7 @@ impl Redshift {
             .get(0);
         let done = Committed {
             load_id: load_id.unwrap_or_default(),
-            rows_loaded,
-            rows_duplicate,
+            rows,
             quality,
         };
         request

@@ -243,30 +243,99 @@ pub fn copy(table: &Table, manifest_url: &str, role_arn: &str) -> String {
     )
 }
 
-/// Delete the target rows that staged rows replace.
+/// `a.c = b.c` as Redshift must spell it to mean "the same value": its `=` ignores trailing spaces of VARCHARs
+/// (`'a' = 'a '` is true), so text also compares its byte length, which counts them. Without that, two keys that
+/// differ only in trailing spaces would merge, and a value that gained or lost one would not count as a change.
+fn same(column: &Column, a: &str, b: &str) -> String {
+    let c = quote_ident(&column.name);
+    if column.ty.is_text() {
+        format!("({a}.{c} = {b}.{c} AND OCTET_LENGTH({a}.{c}) = OCTET_LENGTH({b}.{c}))")
+    } else {
+        format!("{a}.{c} = {b}.{c}")
+    }
+}
+
+/// Both keys equal, column by column (see [`same`]).
+pub fn same_key(table: &Table, a: &str, b: &str) -> String {
+    table
+        .key
+        .iter()
+        .map(|&i| same(&table.columns[i], a, b))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Delete the staged rows a later staged row of the same key supersedes (the last occurrence in the object wins):
+/// every staged row has its own source line, so the winners are each key's largest line. Run only when the staged
+/// keys were not strictly increasing.
+pub fn delete_staged_duplicates(table: &Table) -> String {
+    let staging = quote_ident(STAGING);
+    let line = quote_ident(LINE_COLUMN);
+    let group: Vec<String> = table
+        .key
+        .iter()
+        .flat_map(|&i| {
+            let column = &table.columns[i];
+            let c = quote_ident(&column.name);
+            let mut by = vec![c.clone()];
+            if column.ty.is_text() {
+                by.push(format!("OCTET_LENGTH({c})"));
+            }
+            by
+        })
+        .collect();
+    format!(
+        "DELETE FROM {staging} WHERE {line} NOT IN (SELECT MAX({line}) FROM {staging} GROUP BY {})",
+        group.join(", ")
+    )
+}
+
+/// Delete the target rows that staged rows change: same key, some value not the same (NULL against a value is a
+/// change; text as [`same`] compares it). Rows identical to their staged row stay, unwritten.
 pub fn delete_replaced(table: &Table) -> String {
     let target = table.qualified();
     let staging = quote_ident(STAGING);
-    let on = table.key_equal(&target, &staging);
-    format!("DELETE FROM {target} USING {staging} WHERE {on}")
+    let on = same_key(table, &target, &staging);
+    // Spelled so that it is never NULL: one side NULL is FALSE, not unknown (NOT unknown would keep the row).
+    let unchanged: Vec<String> = table
+        .value_columns()
+        .map(|column| {
+            let c = quote_ident(&column.name);
+            format!(
+                "(({target}.{c} IS NULL AND {staging}.{c} IS NULL) OR ({target}.{c} IS NOT NULL AND \
+                 {staging}.{c} IS NOT NULL AND {}))",
+                same(column, &target, &staging)
+            )
+        })
+        .collect();
+    if unchanged.is_empty() {
+        return format!("DELETE FROM {target} USING {staging} WHERE FALSE");
+    }
+    format!(
+        "DELETE FROM {target} USING {staging} WHERE {on} AND NOT ({})",
+        unchanged.join(" AND ")
+    )
 }
 
-/// Insert the staged rows. When `dedupe`, only the last occurrence (highest source line) of each key; Redshift has
-/// no `DISTINCT ON`, so a window ranks them. Without duplicates (keys strictly increasing) the rows go straight in.
-pub fn insert_staged(table: &Table, dedupe: bool) -> String {
-    let cols = table.column_list();
+/// Delete the staged rows whose key the target still has after [`delete_replaced`]: they are identical to the
+/// stored row. The count is the load's unchanged rows.
+pub fn delete_unchanged(table: &Table) -> String {
+    let target = table.qualified();
     let staging = quote_ident(STAGING);
-    let select = if dedupe {
-        format!(
-            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {} DESC) AS \"_rank\" \
-             FROM {staging}) AS ranked WHERE \"_rank\" = 1",
-            table.key_list(),
-            quote_ident(LINE_COLUMN)
-        )
-    } else {
-        format!("SELECT {cols} FROM {staging}")
-    };
-    format!("INSERT INTO {} ({cols}) {select}", table.qualified())
+    format!(
+        "DELETE FROM {staging} USING {target} WHERE {}",
+        same_key(table, &staging, &target)
+    )
+}
+
+/// Insert what is left of the staged rows: new keys and changed rows, one per key.
+pub fn insert_staged(table: &Table) -> String {
+    let cols = table.column_list();
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+        table.qualified(),
+        quote_ident(STAGING)
+    )
 }
 
 /// Drop the staging table before the commit (a later load in the same session creates it again).
@@ -279,10 +348,11 @@ pub fn drop_staging() -> String {
 pub fn ledger_insert() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
-         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, started_at, finished_at) \
+         rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, \
+         rows_unchanged, started_at, finished_at) \
          VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, \
-         $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, \
-         $11::VARCHAR::TIMESTAMPTZ)",
+         $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, \
+         $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
         ledger()
     )
 }
