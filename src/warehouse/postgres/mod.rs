@@ -27,11 +27,12 @@ use crate::config::{DatabaseUrl, PgCopyFormat, PgFirstLoad, SslMode};
 use crate::schema::{SCHEMA, Table, TableKind};
 use crate::transform::{KeyOrder, Quality, Tally, TransformStats, binary, end_binary_row, end_row};
 use sql::{
-    LoadRows, analyze_staging_sql, copy_direct_sql, copy_sql, create_staging_sql,
+    LoadRows, copy_direct_sql, copy_sql, create_changed_sql, create_staging_sql,
     defer_primary_key_sql, delete_replaced_sql, delete_staged_duplicates_sql,
-    dense_dimension_keys_sql, index_statements, init_statements, insert_staged_sql,
-    ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql, max_key_sql,
-    orphan_rows_of_load_sql, primary_key_name_sql, restore_primary_key_sql, supports_direct_append,
+    dense_dimension_keys_sql, find_changed_sql, index_statements, init_statements,
+    insert_staged_sql, ledger_insert_sql, ledger_lookup_sql, lock_sql, matched_sparse_rows_sql,
+    max_key_sql, orphan_rows_of_load_sql, primary_key_name_sql, restore_primary_key_sql,
+    supports_direct_append,
 };
 
 /// COPY data is sent in chunks of about this many bytes.
@@ -437,27 +438,40 @@ impl PgLoad<'_> {
                     .await
                     .map_err(WarehouseError::db("setting duplicate rows aside"))?;
             }
-            // The staging table has no statistics yet: without them the planner guesses its size, and the merge's
-            // joins against a table of millions of rows can take the slow plan.
-            self.tx
-                .batch_execute(&analyze_staging_sql())
-                .await
-                .map_err(WarehouseError::db("analyzing the staged rows"))?;
-            let above = self.append_above.unwrap_or(i64::MAX);
-            let delete = delete_replaced_sql(self.table);
-            let deleted = if supports_direct_append(self.table) {
-                self.tx.query_one(&delete, &[&above]).await
+            // An empty table with nothing appended: every staged row is new, nothing to compare or replace.
+            let everything = self.append_above == Some(i64::MIN) && self.appended == 0;
+            if everything {
+                tally.inserted = self
+                    .tx
+                    .execute(&insert_staged_sql(self.table, true), &[])
+                    .await
+                    .map_err(WarehouseError::db("inserting rows"))?;
             } else {
-                self.tx.query_one(&delete, &[]).await
+                self.tx
+                    .batch_execute(&create_changed_sql(self.table))
+                    .await
+                    .map_err(WarehouseError::db("comparing the staged rows"))?;
+                let above = self.append_above.unwrap_or(i64::MAX);
+                let find = find_changed_sql(self.table);
+                tally.inserted = if supports_direct_append(self.table) {
+                    self.tx.execute(&find, &[&above]).await
+                } else {
+                    self.tx.execute(&find, &[]).await
+                }
+                .map_err(WarehouseError::db("comparing the staged rows"))?;
+                let deleted = self
+                    .tx
+                    .query_one(&delete_replaced_sql(self.table), &[])
+                    .await
+                    .map_err(WarehouseError::db("replacing rows"))?;
+                tally.replaced = u64::try_from(deleted.get::<_, i64>(0)).unwrap_or_default();
+                tally.replaced_appended =
+                    u64::try_from(deleted.get::<_, i64>(1)).unwrap_or_default();
+                self.tx
+                    .execute(&insert_staged_sql(self.table, false), &[])
+                    .await
+                    .map_err(WarehouseError::db("inserting rows"))?;
             }
-            .map_err(WarehouseError::db("replacing rows"))?;
-            tally.replaced = u64::try_from(deleted.get::<_, i64>(0)).unwrap_or_default();
-            tally.replaced_appended = u64::try_from(deleted.get::<_, i64>(1)).unwrap_or_default();
-            tally.inserted = self
-                .tx
-                .execute(&insert_staged_sql(self.table), &[])
-                .await
-                .map_err(WarehouseError::db("inserting rows"))?;
         }
         if let Some(name) = &self.deferred_key {
             self.tx
@@ -585,6 +599,8 @@ pub struct ChunkWriter {
     buf: Vec<u8>,
     chunks: mpsc::Sender<CopyChunk>,
     appending: bool,
+    /// Some row was appended (then a staged key may repeat an appended one).
+    appended_any: bool,
     last_appended: i64,
     last_staged: Option<i64>,
     /// Binary COPY: the fields of a row without its line (`None`: COPY text).
@@ -601,6 +617,7 @@ impl ChunkWriter {
             buf: Vec::with_capacity(CHUNK + 4096),
             chunks,
             appending: append_above.is_some(),
+            appended_any: false,
             last_appended: append_above.unwrap_or(i64::MAX),
             last_staged: None,
             binary_columns,
@@ -663,15 +680,19 @@ impl RowSink for ChunkWriter {
                 self.last_appended = key;
                 self.end(row_start, None);
                 appended = true;
+                self.appended_any = true;
             } else {
                 // Keys stopped rising: what came before is appended, this row and the rest are staged and merged,
-                // so a later duplicate still replaces an earlier row.
+                // so a later duplicate still replaces an earlier row. Nothing appended yet (a re-send starts at or
+                // below the table's largest key): the staged keys may still rise throughout, with no duplicates.
                 let row = self.buf.split_off(row_start);
                 self.flush()?;
                 self.buf = row;
                 row_start = 0;
                 self.appending = false;
-                stats.keys_increasing = false;
+                if self.appended_any {
+                    stats.keys_increasing = false;
+                }
             }
         } else if self.last_staged.is_some_and(|last| key <= last) {
             stats.keys_increasing = false;

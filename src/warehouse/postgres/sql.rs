@@ -138,11 +138,6 @@ pub fn supports_direct_append(table: &Table) -> bool {
     table.key.len() == 1 && table.primary_key().ty == ColumnType::BigInt
 }
 
-/// Statistics for the staging table (temporary tables are never analyzed automatically).
-pub fn analyze_staging_sql() -> String {
-    format!("ANALYZE {}", quote_ident(STAGING))
-}
-
 /// Delete the staged rows a later staged row of the same key supersedes (the last occurrence in the object wins);
 /// run only when the staged keys were not strictly increasing. Returns the count deleted.
 pub fn delete_staged_duplicates_sql(table: &Table) -> String {
@@ -154,13 +149,26 @@ pub fn delete_staged_duplicates_sql(table: &Table) -> String {
     )
 }
 
-/// Delete the target rows that staged rows change: same key, some value distinct (`IS DISTINCT FROM`, so NULL
-/// against a value is a change; text compares byte for byte under PostgreSQL's deterministic collations), and every
-/// row this load appended with a key a staged row repeats (`$1`: the table's largest key before the load; only for
-/// tables that support direct append). Rows identical to their staged row stay where they are, unwritten. Returns
-/// the count deleted and, of those, the count this load had appended.
-pub fn delete_replaced_sql(table: &Table) -> String {
-    let pk = quote_ident(&table.primary_key().name);
+/// The temporary table of staged rows to write (see [`find_changed_sql`]).
+pub const CHANGED: &str = "healthetl_changed";
+
+/// Create [`CHANGED`]: the table's columns, whether the key is in the table (`existed`), and whether this load
+/// appended it (`appended`).
+pub fn create_changed_sql(table: &Table) -> String {
+    format!(
+        "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {}, TRUE AS existed, TRUE AS appended FROM {} WITH NO DATA",
+        quote_ident(CHANGED),
+        table.column_list(),
+        table.qualified()
+    )
+}
+
+/// Fill [`CHANGED`] with the staged rows to write, in one join of the staged rows with the table: keys the table
+/// lacks, keys whose stored row differs in some value (`IS DISTINCT FROM`, so NULL against a value is a change; text
+/// compares byte for byte under PostgreSQL's deterministic collations), and keys this load appended earlier (`$1`:
+/// the table's largest key before the load, for tables that support direct append). A staged row identical to its
+/// stored row is not written at all. The count inserted is the rows the merge writes.
+pub fn find_changed_sql(table: &Table) -> String {
     let values = |alias: &str| {
         table
             .value_columns()
@@ -168,44 +176,60 @@ pub fn delete_replaced_sql(table: &Table) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut changed = Vec::new();
+    let pk = quote_ident(&table.primary_key().name);
+    let missing = format!("t.{pk} IS NULL");
+    let mut write = vec![missing.clone()];
     if table.value_columns().next().is_some() {
-        changed.push(format!(
+        write.push(format!(
             "ROW({}) IS DISTINCT FROM ROW({})",
             values("t"),
             values("s")
         ));
     }
     let appended = if supports_direct_append(table) {
-        changed.push(format!("t.{pk} > $1"));
-        "count(*) FILTER (WHERE k > $1)::BIGINT"
+        write.push(format!("t.{pk} > $1"));
+        format!("COALESCE(t.{pk} > $1, FALSE)")
     } else {
-        "0::BIGINT"
-    };
-    let changed = if changed.is_empty() {
         "FALSE".to_string()
-    } else {
-        changed.join(" OR ")
     };
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("s.{}", quote_ident(&c.name)))
+        .collect();
     format!(
-        "WITH d AS (DELETE FROM {} t USING {} s WHERE {} AND ({changed}) RETURNING t.{pk} AS k) \
-         SELECT count(*)::BIGINT, {appended} FROM d",
-        table.qualified(),
+        "INSERT INTO {} SELECT {}, NOT ({missing}), {appended} FROM {} s LEFT JOIN {} t ON {} WHERE {}",
+        quote_ident(CHANGED),
+        columns.join(", "),
         quote_ident(STAGING),
+        table.qualified(),
         table.key_equal("t", "s"),
+        write.join(" OR ")
     )
 }
 
-/// Insert the staged rows whose key the target no longer has (new keys, and the keys [`delete_replaced_sql`] just
-/// deleted); the rest are identical to the stored row. Staged keys are distinct by then (see
-/// [`delete_staged_duplicates_sql`]).
-pub fn insert_staged_sql(table: &Table) -> String {
-    let cols = table.column_list();
+/// Delete the stored rows of the keys [`find_changed_sql`] found. Returns the count deleted and, of those, the
+/// count this load had appended.
+pub fn delete_replaced_sql(table: &Table) -> String {
     format!(
-        "INSERT INTO {target} ({cols}) SELECT {cols} FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {})",
-        quote_ident(STAGING),
-        table.key_equal("t", "s"),
-        target = table.qualified(),
+        "WITH d AS (DELETE FROM {} t USING {} c WHERE c.existed AND {} RETURNING c.appended) \
+         SELECT count(*)::BIGINT, count(*) FILTER (WHERE appended)::BIGINT FROM d",
+        table.qualified(),
+        quote_ident(CHANGED),
+        table.key_equal("t", "c"),
+    )
+}
+
+/// Insert the rows to write: those [`find_changed_sql`] found, or (`everything`: the table was empty and nothing
+/// was appended, so every staged row is new) the staged rows themselves. Staged keys are distinct by then (see
+/// [`delete_staged_duplicates_sql`]).
+pub fn insert_staged_sql(table: &Table, everything: bool) -> String {
+    let cols = table.column_list();
+    let from = if everything { STAGING } else { CHANGED };
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+        table.qualified(),
+        quote_ident(from),
     )
 }
 
@@ -319,15 +343,17 @@ mod tests {
         let d = &SCHEMA.dictionary;
         let keys = "t.\"table_name\" = s.\"table_name\" AND t.\"column_name\" = s.\"column_name\"";
         assert!(
+            find_changed_sql(d).contains(keys),
+            "{}",
+            find_changed_sql(d)
+        );
+        let keys = "t.\"table_name\" = c.\"table_name\" AND t.\"column_name\" = c.\"column_name\"";
+        assert!(
             delete_replaced_sql(d).contains(keys),
             "{}",
             delete_replaced_sql(d)
         );
-        assert!(
-            insert_staged_sql(d).contains(keys),
-            "{}",
-            insert_staged_sql(d)
-        );
+
         let sql = delete_staged_duplicates_sql(d);
         assert!(
             sql.contains(
@@ -339,24 +365,28 @@ mod tests {
     }
 
     #[test]
-    fn only_rows_that_differ_are_replaced() {
+    fn only_keys_that_are_new_differ_or_were_appended_are_written() {
+        assert_eq!(
+            find_changed_sql(payer()),
+            "INSERT INTO \"healthetl_changed\" SELECT s.\"dim_payer_pk\", s.\"payer_name\", NOT (t.\"dim_payer_pk\" IS NULL), \
+             COALESCE(t.\"dim_payer_pk\" > $1, FALSE) FROM \"healthetl_staging\" s LEFT JOIN \"health\".\"dim_payer\" t \
+             ON t.\"dim_payer_pk\" = s.\"dim_payer_pk\" WHERE t.\"dim_payer_pk\" IS NULL OR \
+             ROW(t.\"payer_name\") IS DISTINCT FROM ROW(s.\"payer_name\") OR t.\"dim_payer_pk\" > $1"
+        );
         assert_eq!(
             delete_replaced_sql(payer()),
-            "WITH d AS (DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_staging\" s WHERE \
-             t.\"dim_payer_pk\" = s.\"dim_payer_pk\" AND (ROW(t.\"payer_name\") IS DISTINCT FROM \
-             ROW(s.\"payer_name\") OR t.\"dim_payer_pk\" > $1) RETURNING t.\"dim_payer_pk\" AS k) \
-             SELECT count(*)::BIGINT, count(*) FILTER (WHERE k > $1)::BIGINT FROM d"
+            "WITH d AS (DELETE FROM \"health\".\"dim_payer\" t USING \"healthetl_changed\" c WHERE c.existed AND \
+             t.\"dim_payer_pk\" = c.\"dim_payer_pk\" RETURNING c.appended) \
+             SELECT count(*)::BIGINT, count(*) FILTER (WHERE appended)::BIGINT FROM d"
         );
-    }
-
-    #[test]
-    fn only_keys_the_table_lacks_are_inserted() {
         assert_eq!(
-            insert_staged_sql(payer()),
+            insert_staged_sql(payer(), false),
             "INSERT INTO \"health\".\"dim_payer\" (\"dim_payer_pk\", \"payer_name\") SELECT \"dim_payer_pk\", \
-             \"payer_name\" FROM \"healthetl_staging\" s WHERE NOT EXISTS (SELECT 1 FROM \"health\".\"dim_payer\" t \
-             WHERE t.\"dim_payer_pk\" = s.\"dim_payer_pk\")"
+             \"payer_name\" FROM \"healthetl_changed\""
         );
+        assert!(insert_staged_sql(payer(), true).ends_with("FROM \"healthetl_staging\""));
+        let dictionary = find_changed_sql(&SCHEMA.dictionary);
+        assert!(!dictionary.contains("$1"), "{dictionary}");
     }
 
     #[test]
