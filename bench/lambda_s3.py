@@ -117,6 +117,122 @@ def ready_times(binary, env, runs=7):
     return cold
 
 
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1769 MB, a proportional share below
+
+
+class CpuQuota:
+    """A cgroup whose CPU is capped at a Lambda function's share of a vCPU: cgroup v2 `cpu.max`, or v1
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us` (both: quota per 100 ms period). Needs root; None when no writable CPU
+    controller exists."""
+
+    PERIOD_US = 100_000
+
+    def __init__(self, path, v2):
+        self.path, self.v2 = path, v2
+
+    @staticmethod
+    def create(name, memory_mb):
+        quota = int(CpuQuota.PERIOD_US * memory_mb / LAMBDA_MB_PER_VCPU)
+        candidates = []
+        if "cpu" in open("/sys/fs/cgroup/cgroup.controllers").read().split() \
+                if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else False:
+            candidates.append((os.path.join("/sys/fs/cgroup", name), True))
+        if os.path.isdir("/sys/fs/cgroup/cpu"):
+            candidates.append((os.path.join("/sys/fs/cgroup/cpu", name), False))
+        for path, v2 in candidates:
+            try:
+                os.makedirs(path, exist_ok=True)
+                if v2:
+                    with open(os.path.join(path, "cpu.max"), "w") as f:
+                        f.write(f"{quota} {CpuQuota.PERIOD_US}")
+                else:
+                    with open(os.path.join(path, "cpu.cfs_period_us"), "w") as f:
+                        f.write(str(CpuQuota.PERIOD_US))
+                    with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as f:
+                        f.write(str(quota))
+                return CpuQuota(path, v2)
+            except OSError:
+                continue
+        return None
+
+    def argv(self, binary):
+        """Start `binary` inside the cgroup: the shell moves itself in, then execs (nothing runs unthrottled)."""
+        procs = os.path.join(self.path, "cgroup.procs")
+        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$0"', binary]
+
+    def remove(self):
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+
+
+def quota_runs(env, object_key, etag, rows, db_url):
+    """Ready time and the wall time of one object under the CPU of a 256 MB and of a 1769 MB function."""
+    out = []
+    for memory in (256, LAMBDA_MB_PER_VCPU):
+        quota = CpuQuota.create(f"healthetl_bench_{memory}", memory)
+        if quota is None:
+            out.append({"memory_mb": memory, "skipped": "no writable cgroup CPU controller (run as root)"})
+            continue
+        run_env = dict(env, AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(memory))
+        psql(db_url, "TRUNCATE health.fact_table, etl.load_log")
+        with RuntimeApi.lock:
+            RuntimeApi.generation += 1
+            RuntimeApi.first_next = None
+            RuntimeApi.lock.notify_all()
+        started = time.monotonic()
+        proc = subprocess.Popen(quota.argv(BIN), env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with RuntimeApi.lock:
+            while RuntimeApi.first_next is None:
+                if not RuntimeApi.lock.wait(timeout=60):
+                    sys.exit("the function never asked for an event")
+        ready_ms = (RuntimeApi.first_next - started) * 1000
+        request_id = f"quota-{memory}"
+        seconds = send(request_id, sqs_event(object_key, etag, request_id), rows)
+        usage = cpu_seconds(proc.pid)
+        proc.kill()
+        proc.wait()
+        quota.remove()
+        out.append({"memory_mb": memory, "vcpu": round(memory / LAMBDA_MB_PER_VCPU, 3), "ready_ms": ready_ms,
+                    "rows": rows, "seconds": seconds, "cpu_s": usage,
+                    "cgroup": "v2 cpu.max" if quota.v2 else "v1 cpu.cfs_quota_us"})
+    return out
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sqs_event(key, etag, message_id):
+    notification = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                                 "eventName": "ObjectCreated:Put",
+                                 "s3": {"bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
+                                        "object": {"key": key, "eTag": etag}}}]}
+    return {"Records": [{"messageId": message_id, "receiptHandle": "r", "body": json.dumps(notification),
+                         "attributes": {}, "messageAttributes": {}, "md5OfBody": "",
+                         "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                         "awsRegion": "us-east-1"}]}
+
+
+def send(request_id, event, rows):
+    """Hand the function one event; seconds until it answered. Exits on a failed load."""
+    sent = time.monotonic()
+    with RuntimeApi.lock:
+        RuntimeApi.events.append((request_id, event))
+        RuntimeApi.lock.notify_all()
+        while request_id not in RuntimeApi.responses:
+            if not RuntimeApi.lock.wait(timeout=600):
+                sys.exit("no response within 10 minutes")
+    done, is_error, body = RuntimeApi.responses[request_id]
+    if is_error or json.loads(body).get("batchItemFailures"):
+        sys.exit(f"load of {rows} rows failed: {body[:300]!r}")
+    return done - sent
+
+
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 4_000_000]
     import boto3
@@ -158,6 +274,7 @@ def main():
         RuntimeApi.first_next = None
         RuntimeApi.lock.notify_all()
     proc = subprocess.Popen([BIN], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    objects = {}
     for i, rows in enumerate(sizes):
         folder = os.path.join(ROOT, "target", "bench-lambda", str(rows))
         if not os.path.exists(os.path.join(folder, "FactTable.csv")):
@@ -166,34 +283,20 @@ def main():
         key = f"incoming/FactTable_{rows}.csv"
         s3.upload_file(os.path.join(folder, "FactTable.csv"), BUCKET, key)
         etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
-        notification = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                                     "eventName": "ObjectCreated:Put",
-                                     "s3": {"bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
-                                            "object": {"key": key, "eTag": etag}}}]}
-        event = {"Records": [{"messageId": f"m{i}", "receiptHandle": "r", "body": json.dumps(notification),
-                              "attributes": {}, "messageAttributes": {}, "md5OfBody": "",
-                              "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                              "awsRegion": "us-east-1"}]}
         request_id = f"bench-{i}"
         if i > 0:  # every object is an initial load into an empty warehouse, as in bench/run
             psql(db_url, "TRUNCATE health.fact_table, etl.load_log")
-        sent = time.monotonic()
-        with RuntimeApi.lock:
-            RuntimeApi.events.append((request_id, event))
-            RuntimeApi.lock.notify_all()
-            while request_id not in RuntimeApi.responses:
-                if not RuntimeApi.lock.wait(timeout=600):
-                    sys.exit("no response within 10 minutes")
-        done, is_error, body = RuntimeApi.responses[request_id]
-        if is_error or json.loads(body).get("batchItemFailures"):
-            sys.exit(f"load of {rows} rows failed: {body[:300]!r}")
+        seconds = send(request_id, sqs_event(key, etag, f"m{i}"), rows)
+        objects[rows] = (key, etag)
         count = subprocess.run(["psql", db_url, "-qAtc", "select count(*) from health.fact_table"],
                                check=True, capture_output=True, text=True).stdout.strip()
         results["objects"].append({"rows": rows, "object_mb": os.path.getsize(os.path.join(folder, "FactTable.csv")) / 1e6,
-                                   "seconds": done - sent, "peak_rss_mb": vm_hwm_kb(proc.pid) / 1024,
+                                   "seconds": seconds, "peak_rss_mb": vm_hwm_kb(proc.pid) / 1024,
                                    "fact_rows_in_warehouse": int(count)})
     proc.kill()
     proc.wait()
+    quota_rows = min(sizes)
+    results["cpu_quota"] = quota_runs(env, *objects[quota_rows], quota_rows, db_url)
     moto.kill()
     server.shutdown()
     psql(ADMIN, f'DROP DATABASE IF EXISTS "{DB}"')
@@ -212,6 +315,15 @@ def main():
     verdict = "fits" if max(peaks) < 256 else "DOES NOT FIT"
     print(f"peak RSS {max(peaks):.1f} MB: {verdict} a 256 MB Lambda; "
           f"flat in object size: {'yes' if max(peaks) - min(peaks) < max(4, 0.1 * min(peaks)) else 'NO'}")
+    print(f"under a Lambda function's CPU (a cgroup quota of memory/{LAMBDA_MB_PER_VCPU} of a vCPU; the database "
+          f"and S3 are not limited), {quota_rows} rows:")
+    for q in results["cpu_quota"]:
+        if "skipped" in q:
+            print(f"  {q['memory_mb']:>5} MB: skipped, {q['skipped']}")
+        else:
+            print(f"  {q['memory_mb']:>5} MB ({q['vcpu']:.3f} vCPU, {q['cgroup']}): ready in {q['ready_ms']:.0f} ms, "
+                  f"{q['seconds']:.2f} s for the object ({q['rows'] / q['seconds']:,.0f} rows/s), "
+                  f"{q['cpu_s']:.2f} s CPU")
     with open(os.path.join(ROOT, "target", "bench-lambda", "results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
