@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""The Redshift staging path, measured without a cluster: parse, validate, cast, write gzip CSV parts and upload them
+with a COPY manifest to S3 (moto_server) — everything the loader does before Redshift's own COPY.
+
+The loader runs exactly as in production (`WAREHOUSE_DIALECT=redshift`), pointed at a PostgreSQL database that
+plays only the parts of the connection that come before COPY: the ledger check, the load lock table, the
+temporary staging table. PostgreSQL cannot run `COPY … FROM 's3://…' IAM_ROLE …`, so the load ends there with that
+error (checked), its transaction rolls back and the staged objects are removed, as after any failed COPY. The
+time measured is therefore the staging path plus a few milliseconds of SQL. A real cluster's COPY comes on top:
+see `scripts/redshift-acceptance` for that.
+
+Also compares the part compression the loader uses (gzip, flate2 `Compression::fast()`) with zstd, which Redshift
+COPY also reads, on the same CSV: CPU seconds and bytes, by the gzip and zstd command-line tools at comparable
+levels (a proxy: the loader's gzip is flate2's, not zlib's).
+
+Run: bench/redshift-staging [ROWS ...]   (default 1000000 4000000; builds first)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load_vs_psql as lp  # noqa: E402  (measured(), psql(), become_subreaper(), the generator's layout)
+
+ROOT = lp.ROOT
+VENV = ROOT / ".venv" / "bin"
+DB = "healthetl_bench_redshift"
+BUCKET = "bench-staging"
+ROLE = "arn:aws:iam::123456789012:role/healthetl-copy"
+
+
+def db_url():
+    return lp.ADMIN_URL.rsplit("/", 1)[0] + "/" + DB
+
+
+def start_moto():
+    import socket
+    import urllib.request
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([str(VENV / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    else:
+        raise lp.BenchError("moto_server did not start")
+    req = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
+    urllib.request.urlopen(req, timeout=10)
+    return proc, endpoint
+
+
+def fact_file(rows):
+    folder = lp.OUT / str(rows)
+    fact = folder / "FactTable.csv"
+    if not fact.exists():
+        lp.run([lp.BIN, "generate", "--rows", str(rows), "--out", str(folder), "--seed", str(lp.SEED), "--plain"])
+    return fact
+
+
+def stage(fact, endpoint):
+    env = dict(os.environ, WAREHOUSE_DIALECT="redshift", DATABASE_URL=db_url(), REDSHIFT_COPY_ROLE_ARN=ROLE,
+               STAGING_BUCKET=BUCKET, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
+               AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1", RUST_LOG="warn", HEALTHETL_QUALITY="off")
+    argv = [lp.BIN, "load", "--json", "--force", "--rejects-dir", str(lp.OUT / "rejects"), str(fact)]
+    seconds, rss_kb, cpu, code, out, err = lp.measured(argv, env=env)
+    report = json.loads(out)["objects"][0]
+    error = report.get("error") or ""
+    if report["status"] != "failed" or "copying the staged parts from S3" not in error:
+        raise lp.BenchError(f"expected the load to end at COPY FROM S3, got {report['status']}: {error[:300]}")
+    return seconds, rss_kb / 1024, cpu
+
+
+def compressors(fact):
+    """CPU seconds and output bytes of each compressor over the file."""
+    out = []
+    for name, argv in (("gzip -1", ["gzip", "-1", "-c"]), ("gzip -6", ["gzip", "-6", "-c"]),
+                       ("zstd -1", ["zstd", "-1", "-c", "-q"]), ("zstd -3", ["zstd", "-3", "-c", "-q"])):
+        with open(fact, "rb") as src:
+            start = os.times()
+            r = subprocess.run(argv, stdin=src, capture_output=True)
+            end = os.times()
+        if r.returncode != 0:
+            raise lp.BenchError(f"{name}: {r.stderr[:200]!r}")
+        cpu = (end.children_user - start.children_user) + (end.children_system - start.children_system)
+        out.append((name, cpu, len(r.stdout)))
+    return out
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 4_000_000]
+    lp.become_subreaper()
+    lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", f"CREATE DATABASE {DB}")
+    lp.run([lp.BIN, "init"], env=dict(os.environ, DATABASE_URL=db_url(), RUST_LOG="warn"))
+    lp.psql(db_url(), "CREATE TABLE etl.load_lock_fact_table (held BOOLEAN)")
+    moto, endpoint = start_moto()
+    results = []
+    try:
+        for rows in sizes:
+            fact = fact_file(rows)
+            mb = fact.stat().st_size / 1e6
+            seconds, rss, cpu = stage(fact, endpoint)
+            results.append({"rows": rows, "input_mb": mb, "seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss,
+                            "compressors": compressors(fact) if rows == min(sizes) else []})
+    finally:
+        moto.kill()
+        lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    print(f"{'rows':>9} {'input MB':>9} {'wall s':>7} {'rows/s':>9} {'MB/s':>6} {'CPU s':>6} {'MB/s/core':>9} "
+          f"{'CPU us/row':>10} {'RSS MB':>7}")
+    for r in results:
+        print(f"{r['rows']:>9} {r['input_mb']:>9.0f} {r['seconds']:>7.2f} {r['rows'] / r['seconds']:>9,.0f} "
+              f"{r['input_mb'] / r['seconds']:>6.1f} {r['cpu_s']:>6.2f} {r['input_mb'] / r['cpu_s']:>9.1f} "
+              f"{1e6 * r['cpu_s'] / r['rows']:>10.2f} {r['peak_rss_mb']:>7.1f}")
+    small = results[0]
+    print(f"\npart compression over the {small['rows']}-row CSV ({small['input_mb']:.0f} MB), command-line tools:")
+    for name, cpu, size in small["compressors"]:
+        print(f"  {name:<8} {cpu:6.2f} s CPU  {size / 1e6:7.1f} MB  ({small['input_mb'] / max(cpu, 1e-9):6.1f} MB/s)")
+    (lp.OUT / "redshift-staging.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except lp.BenchError as e:
+        print(f"BENCHMARK ERROR: {e}", file=sys.stderr)
+        sys.exit(1)
