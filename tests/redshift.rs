@@ -19,7 +19,7 @@ use bytes::Bytes;
 use common::moto::Moto;
 use common::{TempDir, TestDb, connect, rows, scalar, within};
 use futures_util::SinkExt;
-use healthetl::config::Config;
+use healthetl::config::{Config, PartCompression};
 use healthetl::handler::Handler;
 use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
@@ -71,6 +71,7 @@ struct RedshiftOnlyStandIn {
     disconnect_next_copies: AtomicU32,
     manifests: Mutex<Vec<String>>,
     parts_seen: Mutex<Vec<usize>>,
+    compressions: Mutex<Vec<PartCompression>>,
 }
 
 impl RedshiftOnlyStandIn {
@@ -81,6 +82,7 @@ impl RedshiftOnlyStandIn {
             disconnect_next_copies: AtomicU32::new(0),
             manifests: Mutex::new(Vec::new()),
             parts_seen: Mutex::new(Vec::new()),
+            compressions: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,12 +103,12 @@ impl RedshiftOnlyStandIn {
             .expect("IAM_ROLE follows the URL");
         let (role, options) = rest.split_once("' ").expect("options follow the role");
         assert_eq!(role, ROLE, "the configured COPY role");
-        assert_eq!(
-            options,
-            sql::COPY_OPTIONS,
-            "the stand-in implements exactly these options"
-        );
+        let compression = [PartCompression::Zstd, PartCompression::Gzip]
+            .into_iter()
+            .find(|c| options == sql::copy_options(*c))
+            .unwrap_or_else(|| panic!("the stand-in implements exactly these options: {options}"));
         self.manifests.lock().unwrap().push(url.to_string());
+        self.compressions.lock().unwrap().push(compression);
         if take_one(&self.disconnect_next_copies) {
             tx.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
                 .await?;
@@ -129,10 +131,7 @@ impl RedshiftOnlyStandIn {
         for entry in entries {
             assert_eq!(entry["mandatory"], true, "{entry}");
             let part = self.get(entry["url"].as_str().expect("entry url")).await;
-            let mut csv = Vec::new();
-            flate2::read::GzDecoder::new(part.as_slice())
-                .read_to_end(&mut csv)
-                .expect("each part is gzip");
+            let csv = decompress(&part, compression);
             sink.send(Bytes::from(csv)).await?;
         }
         sink.as_mut().finish().await?;
@@ -160,6 +159,20 @@ fn take_one(counter: &AtomicU32) -> bool {
     counter
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
+}
+
+/// A staged part's CSV, decompressed as the COPY's option says (ZSTD or GZIP), panicking when it is not so.
+fn decompress(part: &[u8], compression: PartCompression) -> Vec<u8> {
+    let mut csv = Vec::new();
+    match compression {
+        PartCompression::Gzip => flate2::read::GzDecoder::new(part)
+            .read_to_end(&mut csv)
+            .expect("a GZIP part is gzip"),
+        PartCompression::Zstd => zstd::stream::read::Decoder::new(part)
+            .and_then(|mut d| d.read_to_end(&mut csv))
+            .expect("a ZSTD part is zstd"),
+    };
+    csv
 }
 
 /// A Redshift `CREATE TABLE` as PostgreSQL runs it (see [`RedshiftOnlyStandIn`]).
@@ -222,6 +235,7 @@ impl World {
                 max_delay: Duration::from_millis(100),
             },
             work_dir: self.tmp.path().join("parts"),
+            part_compression: PartCompression::default(),
         }
     }
 
@@ -516,14 +530,16 @@ fn every_load_statement_is_golden() {
                 payer,
                 "s3://landing/staging/20240601T120000Z-dim_payer-0123456789ab/manifest",
                 ROLE,
+                PartCompression::Zstd,
             ),
-            r#"COPY "healthetl_staging" ("dim_payer_pk", "payer_name", "_source_line") FROM 's3://landing/staging/20240601T120000Z-dim_payer-0123456789ab/manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/healthetl-copy' FORMAT AS CSV QUOTE AS '"' DELIMITER ',' NULL AS '' GZIP MANIFEST DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF"#,
+            r#"COPY "healthetl_staging" ("dim_payer_pk", "payer_name", "_source_line") FROM 's3://landing/staging/20240601T120000Z-dim_payer-0123456789ab/manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/healthetl-copy' FORMAT AS CSV QUOTE AS '"' DELIMITER ',' NULL AS '' ZSTD MANIFEST DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF"#,
         ),
         (
             sql::copy(
                 fact,
                 "s3://b/staging/x/manifest",
                 "arn:aws:iam::1:role/it's",
+                PartCompression::Gzip,
             ),
             r#"COPY "healthetl_staging" ("fact_table_pk", "dim_patient_pk", "dim_physician_pk", "dim_date_post_pk", "dim_date_service_pk", "dim_cpt_code_pk", "dim_payer_pk", "dim_transaction_pk", "dim_location_pk", "patient_number", "dim_diagnosis_code_pk", "cpt_units", "gross_charge", "payment", "adjustment", "ar", "_source_line") FROM 's3://b/staging/x/manifest' IAM_ROLE 'arn:aws:iam::1:role/it''s' FORMAT AS CSV QUOTE AS '"' DELIMITER ',' NULL AS '' GZIP MANIFEST DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF"#,
         ),
@@ -623,7 +639,7 @@ fn stage(table: &str, rows: &[Vec<&str>], dir: &Path, parts: usize) -> Vec<Vec<u
     let header = OwnedFields::from_strs(&sources);
     let map = map_header(t, &header.as_fields()).unwrap();
     let caster = RowCaster::<Csv>::with_format(t, &map);
-    let mut writer = PartWriter::new(dir, parts).unwrap();
+    let mut writer = PartWriter::new(dir, parts, PartCompression::Zstd).unwrap();
     for (i, row) in rows.iter().enumerate() {
         let fields = OwnedFields::from_strs(row);
         let record = Record {
@@ -642,13 +658,7 @@ fn stage(table: &str, rows: &[Vec<&str>], dir: &Path, parts: usize) -> Vec<Vec<u
         .finish()
         .unwrap()
         .iter()
-        .map(|p| {
-            let mut csv = Vec::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&p.path).unwrap())
-                .read_to_end(&mut csv)
-                .unwrap();
-            csv
-        })
+        .map(|p| decompress(&std::fs::read(&p.path).unwrap(), PartCompression::Zstd))
         .collect()
 }
 
@@ -997,6 +1007,45 @@ async fn duplicates_keep_the_last_row_within_an_object_and_across_objects() {
     );
     assert_eq!(world.db.count("health.dim_payer").await, 4);
     assert_eq!(world.db.ledger_rows().await, 3);
+}
+
+#[tokio::test]
+async fn parts_are_zstd_unless_gzip_is_asked_for_and_both_load_the_same_rows() {
+    let world = World::new("redshift_compression").await;
+    let text = "dimPayerPK,PayerName\n1,\"Zoë, \"\"Z\"\"\"\n2,Medicare\n3,\n";
+    let zstd_file = world.tmp.write("a/dimPayer.csv", text);
+    let report = load(&mut world.redshift(), &zstd_file, &world.options()).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    let stored = || async {
+        rows(
+            &world.db.url,
+            "SELECT dim_payer_pk::text, payer_name FROM health.dim_payer ORDER BY 1",
+        )
+        .await
+    };
+    let first = stored().await;
+    let gzip = RedshiftSettings {
+        part_compression: PartCompression::Gzip,
+        ..world.settings()
+    };
+    let forced = LoadOptions {
+        force: true,
+        ..world.options()
+    };
+    let gzip_file = world.tmp.write("b/dimPayer.csv", text);
+    let report = load(&mut world.redshift_with(gzip), &gzip_file, &forced).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    assert_eq!(
+        report.rows_unchanged, 3,
+        "the same rows either way: {report:?}"
+    );
+    assert_eq!(stored().await, first);
+    assert_eq!(
+        world.stand_in.compressions.lock().unwrap().clone(),
+        [PartCompression::Zstd, PartCompression::Gzip],
+        "the COPY named the parts' compression, and the stand-in decoded them so"
+    );
+    assert!(world.staged_keys().await.is_empty());
 }
 
 #[tokio::test]

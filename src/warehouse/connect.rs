@@ -181,6 +181,7 @@ impl Connector {
                     parts: r.parts,
                     retry: RetryPolicy::default(),
                     work_dir: std::env::temp_dir().join("healthetl-parts"),
+                    part_compression: r.part_compression,
                 };
                 let redshift = Redshift::new(connection, s3, settings);
                 Box::new(match &self.redshift_server {

@@ -104,6 +104,8 @@ pub struct RedshiftSettings {
     pub retry: RetryPolicy,
     /// Local directory for part files while they are written.
     pub work_dir: PathBuf,
+    /// How the parts are compressed.
+    pub part_compression: crate::config::PartCompression,
 }
 
 /// How a failed retry loop ended, or what the next step is.
@@ -361,9 +363,15 @@ impl Redshift {
             tracing::debug!(bucket = %bucket, folder = %folder, parts = request.parts.len(),
                 bytes = request.parts.iter().map(|p| p.bytes).sum::<u64>(), "staging parts");
             Some(
-                staging::upload(&self.s3, &bucket, &folder, request.parts)
-                    .await
-                    .map_err(WarehouseError::Staging)?,
+                staging::upload(
+                    &self.s3,
+                    &bucket,
+                    &folder,
+                    request.parts,
+                    self.settings.part_compression,
+                )
+                .await
+                .map_err(WarehouseError::Staging)?,
             )
         };
         let result = self.transaction(table, staged.as_ref(), request).await;
@@ -483,7 +491,10 @@ impl Redshift {
                     .await
                     .map_err(db("creating the staging table"))?;
                 server
-                    .execute(&tx, &sql::copy(table, &staged.manifest_url, &role))
+                    .execute(
+                        &tx,
+                        &sql::copy(table, &staged.manifest_url, &role, staged.compression),
+                    )
                     .await
                     .map_err(db("copying the staged parts from S3"))?;
                 let copied = count(
@@ -681,8 +692,12 @@ impl Drop for RedshiftLoad<'_> {
 
 impl Load for RedshiftLoad<'_> {
     fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
-        let parts = PartWriter::new(&self.dir, self.wanted)
-            .map_err(|e| WarehouseError::Staging(format!("cannot write staged parts: {e}")))?;
+        let parts = PartWriter::new(
+            &self.dir,
+            self.wanted,
+            self.redshift.settings.part_compression,
+        )
+        .map_err(|e| WarehouseError::Staging(format!("cannot write staged parts: {e}")))?;
         let (tx, rx) = oneshot::channel();
         self.parts = Some(rx);
         Ok(Box::new(PartSink {

@@ -18,6 +18,7 @@
 //! as `VARCHAR(4n)` (a UTF-8 character has at most four bytes; capped at 65535) so any value the character-length
 //! check accepts fits; the check itself stays in the transform, in characters.
 
+use crate::config::PartCompression;
 use crate::schema::{
     Column, ColumnType, Distribution, SCHEMA, Table, data_schema, etl_schema, orphan_condition,
     quote_ident,
@@ -227,19 +228,31 @@ pub fn add_line_column() -> String {
 /// The COPY options, exactly as the staged parts are written (see [`crate::transform::Csv`]): CSV with `"` quotes
 /// (doubled inside values; commas, CR and LF inside quotes are data), NULL as an unquoted empty field (no text value
 /// is ever empty), dates as `YYYY-MM-DD`, numbers plain, UTF-8 (invalid bytes fail the load rather than being
-/// replaced), gzip parts listed in a manifest. No statistics or compression analysis on the temporary table.
-pub const COPY_OPTIONS: &str = "FORMAT AS CSV QUOTE AS '\"' DELIMITER ',' NULL AS '' GZIP MANIFEST \
-     DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 COMPUPDATE OFF STATUPDATE OFF";
+/// replaced), `ZSTD` or `GZIP` parts listed in a manifest. No statistics or compression analysis on the temporary
+/// table.
+pub fn copy_options(compression: PartCompression) -> String {
+    format!(
+        "FORMAT AS CSV QUOTE AS '\"' DELIMITER ',' NULL AS '' {} MANIFEST DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8 \
+         COMPUPDATE OFF STATUPDATE OFF",
+        compression.copy_option()
+    )
+}
 
 /// `COPY` the staged parts named by the manifest at `manifest_url` into the staging table, reading S3 as `role`.
-pub fn copy(table: &Table, manifest_url: &str, role_arn: &str) -> String {
+pub fn copy(
+    table: &Table,
+    manifest_url: &str,
+    role_arn: &str,
+    compression: PartCompression,
+) -> String {
     format!(
-        "COPY {} ({}, {}) FROM {} IAM_ROLE {} {COPY_OPTIONS}",
+        "COPY {} ({}, {}) FROM {} IAM_ROLE {} {}",
         quote_ident(STAGING),
         table.column_list(),
         quote_ident(LINE_COLUMN),
         literal(manifest_url),
-        literal(role_arn)
+        literal(role_arn),
+        copy_options(compression)
     )
 }
 

@@ -1,6 +1,6 @@
-//! Staging for Redshift's COPY: the cleaned rows as gzip CSV parts, spilled to local files while the object is
-//! parsed (memory stays flat: one block of rows and one gzip stream per part), then uploaded once to
-//! `<prefix><load-id>/part-NNNN.csv.gz` with a COPY manifest beside them, and removed after the load.
+//! Staging for Redshift's COPY: the cleaned rows as compressed CSV parts (zstd, or gzip), spilled to local files
+//! while the object is parsed (memory stays flat: one block of rows and one compressor per part), then uploaded
+//! once to `<prefix><load-id>/part-NNNN.csv.zst` with a COPY manifest beside them, and removed after the load.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::calendar::utc;
+use crate::config::PartCompression;
 
 use aws_sdk_s3::primitives::ByteStream;
 use flate2::Compression;
@@ -27,6 +28,7 @@ const UPLOADS: usize = 4;
 pub struct PartWriter {
     dir: PathBuf,
     wanted: usize,
+    compression: PartCompression,
     parts: Vec<Part>,
     next: usize,
     block: Vec<u8>,
@@ -35,8 +37,38 @@ pub struct PartWriter {
 
 struct Part {
     path: PathBuf,
-    encoder: GzEncoder<BufWriter<File>>,
+    encoder: Encoder,
     rows: u64,
+}
+
+/// One part's compressor, writing into its file.
+enum Encoder {
+    Gzip(GzEncoder<BufWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+}
+
+impl Encoder {
+    fn new(file: BufWriter<File>, compression: PartCompression) -> io::Result<Encoder> {
+        Ok(match compression {
+            PartCompression::Gzip => Encoder::Gzip(GzEncoder::new(file, Compression::fast())),
+            PartCompression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(file, 1)?),
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.write_all(bytes),
+            Encoder::Zstd(e) => e.write_all(bytes),
+        }
+    }
+
+    /// End the stream; the file it wrote into.
+    fn finish(self) -> io::Result<BufWriter<File>> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
 }
 
 /// One finished part file.
@@ -51,12 +83,13 @@ pub struct PartFile {
 }
 
 impl PartWriter {
-    /// Parts go into `dir` (created); at most `wanted` of them (at least one).
-    pub fn new(dir: &Path, wanted: usize) -> io::Result<PartWriter> {
+    /// Parts go into `dir` (created); at most `wanted` of them (at least one), compressed so.
+    pub fn new(dir: &Path, wanted: usize, compression: PartCompression) -> io::Result<PartWriter> {
         fs::create_dir_all(dir)?;
         Ok(PartWriter {
             dir: dir.to_path_buf(),
             wanted: wanted.max(1),
+            compression,
             parts: Vec::new(),
             next: 0,
             block: Vec::with_capacity(BLOCK + 4096),
@@ -83,11 +116,11 @@ impl PartWriter {
             return Ok(());
         }
         if self.next == self.parts.len() {
-            let path = self.dir.join(part_name(self.parts.len()));
+            let path = self.dir.join(part_name(self.parts.len(), self.compression));
             let file = BufWriter::with_capacity(64 * 1024, File::create(&path)?);
             self.parts.push(Part {
                 path,
-                encoder: GzEncoder::new(file, Compression::fast()),
+                encoder: Encoder::new(file, self.compression)?,
                 rows: 0,
             });
         }
@@ -118,9 +151,9 @@ impl PartWriter {
     }
 }
 
-/// `part-0000.csv.gz`, `part-0001.csv.gz`, …
-pub fn part_name(index: usize) -> String {
-    format!("part-{index:04}.csv.gz")
+/// `part-0000.csv.zst`, `part-0001.csv.zst`, … (`.gz` for gzip parts)
+pub fn part_name(index: usize, compression: PartCompression) -> String {
+    format!("part-{index:04}.csv.{}", compression.extension())
 }
 
 static LOADS: AtomicU64 = AtomicU64::new(0);
@@ -154,6 +187,8 @@ pub struct StagedLoad {
     pub manifest_url: String,
     /// Rows in all parts.
     pub rows: u64,
+    /// How the parts are compressed (the COPY says so).
+    pub compression: PartCompression,
 }
 
 /// The COPY manifest naming every part; `mandatory` so a missing part fails the COPY instead of loading less.
@@ -171,15 +206,17 @@ pub async fn upload(
     bucket: &str,
     folder: &str,
     parts: &[PartFile],
+    compression: PartCompression,
 ) -> Result<StagedLoad, String> {
     let keys: Vec<String> = (0..parts.len())
-        .map(|i| format!("{folder}{}", part_name(i)))
+        .map(|i| format!("{folder}{}", part_name(i, compression)))
         .collect();
     let mut staged = StagedLoad {
         bucket: bucket.to_string(),
         keys: Vec::new(),
         manifest_url: format!("s3://{bucket}/{folder}manifest"),
         rows: parts.iter().map(|p| p.rows).sum(),
+        compression,
     };
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(UPLOADS));
     let mut uploads = tokio::task::JoinSet::new();
@@ -196,7 +233,7 @@ pub async fn upload(
             let body = ByteStream::from_path(&path)
                 .await
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            put(&s3, &bucket, &key, body, "application/gzip").await?;
+            put(&s3, &bucket, &key, body, compression.content_type()).await?;
             Ok::<String, String>(key)
         });
     }
@@ -281,18 +318,37 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// A part's text, decoded as its extension says.
     fn read_part(path: &Path) -> String {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(File::open(path).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
+        let file = File::open(path).unwrap();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => flate2::read::GzDecoder::new(file).read_to_string(&mut text),
+            Some("zst") => zstd::stream::read::Decoder::new(file)
+                .unwrap()
+                .read_to_string(&mut text),
+            other => panic!("unexpected part extension {other:?}"),
+        }
+        .unwrap();
         text
     }
 
+    const BOTH: [PartCompression; 2] = [PartCompression::Zstd, PartCompression::Gzip];
+
     #[test]
     fn rows_are_spread_over_parts_in_whole_blocks() {
-        let dir = std::env::temp_dir().join(format!("healthetl-parts-{}", std::process::id()));
-        let mut w = PartWriter::new(&dir, 3).unwrap();
+        for compression in BOTH {
+            spread_over_parts(compression);
+        }
+    }
+
+    fn spread_over_parts(compression: PartCompression) {
+        let dir = std::env::temp_dir().join(format!(
+            "healthetl-parts-{}-{}",
+            std::process::id(),
+            compression.extension()
+        ));
+        let mut w = PartWriter::new(&dir, 3, compression).unwrap();
         let row = format!("{},\"{}\",1\n", 7, "x".repeat(1000));
         let rows = 4 * BLOCK / row.len() + 10;
         for _ in 0..rows {
@@ -301,6 +357,13 @@ mod tests {
         }
         let parts = w.finish().unwrap();
         assert_eq!(parts.len(), 3);
+        assert!(
+            parts.iter().all(|p| p
+                .path
+                .to_string_lossy()
+                .ends_with(&format!(".csv.{}", compression.extension()))),
+            "{parts:?}"
+        );
         assert_eq!(parts.iter().map(|p| p.rows).sum::<u64>(), rows as u64);
         let mut lines = 0;
         for p in &parts {
@@ -317,14 +380,14 @@ mod tests {
     #[test]
     fn a_small_object_is_one_part_and_an_empty_one_none() {
         let dir = std::env::temp_dir().join(format!("healthetl-small-{}", std::process::id()));
-        let mut w = PartWriter::new(&dir, 8).unwrap();
+        let mut w = PartWriter::new(&dir, 8, PartCompression::Zstd).unwrap();
         w.buffer().extend_from_slice(b"1,\"a\",2\n");
         w.end_row().unwrap();
         let parts = w.finish().unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(read_part(&parts[0].path), "1,\"a\",2\n");
         assert!(
-            PartWriter::new(&dir.join("empty"), 8)
+            PartWriter::new(&dir.join("empty"), 8, PartCompression::Gzip)
                 .unwrap()
                 .finish()
                 .unwrap()
