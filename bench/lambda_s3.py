@@ -233,9 +233,8 @@ def send(request_id, event, rows):
     return done - sent
 
 
-def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 4_000_000]
-    import boto3
+def start_moto():
+    """moto_server from the project venv on a free loopback port, answering; returns (process, endpoint URL)."""
     moto_port = free_port()
     moto = subprocess.Popen([os.path.join(VENV, "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -243,9 +242,17 @@ def main():
     for _ in range(100):
         try:
             urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-            break
+            return moto, endpoint
         except Exception:
             time.sleep(0.1)
+    moto.kill()
+    sys.exit("moto_server did not start")
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 4_000_000]
+    import boto3
+    moto, endpoint = start_moto()
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
     s3.create_bucket(Bucket=BUCKET)

@@ -243,7 +243,7 @@ pub struct RedshiftConfig {
 /// How Redshift's staged parts are compressed; COPY reads both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PartCompression {
-    /// Zstandard level 1 (`part-NNNN.csv.zst`, COPY `ZSTD`): about a quarter of gzip's CPU, smaller parts.
+    /// Zstandard level 1 (`part-NNNN.csv.zst`, COPY `ZSTD`): less CPU than gzip for smaller parts.
     #[default]
     Zstd,
     /// gzip, fastest level (`part-NNNN.csv.gz`, COPY `GZIP`).

@@ -289,40 +289,47 @@ mod tests {
 
     #[test]
     fn merge_counts_tell_new_changed_identical_and_duplicate_rows_apart() {
-        // A first load, appended: all new.
-        let c = accounted(MergeTally {
-            appended: 5,
-            ..MergeTally::default()
-        });
-        assert_eq!(
-            (c.inserted, c.updated, c.unchanged, c.duplicate),
-            (5, 0, 0, 0)
-        );
-        // The same 5 rows again, one of them changed: 1 updated, 4 untouched.
-        let c = accounted(MergeTally {
-            staged: 5,
-            replaced: 1,
-            inserted: 1,
-            ..MergeTally::default()
-        });
-        assert_eq!(
-            (c.inserted, c.updated, c.unchanged, c.duplicate),
-            (0, 1, 4, 0)
-        );
-        // 3 appended, then a row repeating an appended key (it wins), a new key and a changed old key, plus an
-        // earlier staged occurrence of that old key.
-        let c = accounted(MergeTally {
-            appended: 3,
-            staged: 4,
-            staged_duplicates: 1,
-            replaced: 2,
-            replaced_appended: 1,
-            inserted: 3,
-        });
-        assert_eq!(
-            (c.inserted, c.updated, c.unchanged, c.duplicate),
-            (4, 1, 0, 2)
-        );
+        let cases = [
+            // A first load, appended: all new.
+            (
+                MergeTally {
+                    appended: 5,
+                    ..MergeTally::default()
+                },
+                (5, 0, 0, 0),
+            ),
+            // The same 5 rows again, one of them changed: 1 updated, 4 untouched.
+            (
+                MergeTally {
+                    staged: 5,
+                    replaced: 1,
+                    inserted: 1,
+                    ..MergeTally::default()
+                },
+                (0, 1, 4, 0),
+            ),
+            // 3 appended, then a row repeating an appended key (it wins), a new key and a changed old key, plus
+            // an earlier staged occurrence of that old key.
+            (
+                MergeTally {
+                    appended: 3,
+                    staged: 4,
+                    staged_duplicates: 1,
+                    replaced: 2,
+                    replaced_appended: 1,
+                    inserted: 3,
+                },
+                (4, 1, 0, 2),
+            ),
+        ];
+        for (tally, expected) in cases {
+            let c = accounted(tally);
+            assert_eq!(
+                (c.inserted, c.updated, c.unchanged, c.duplicate),
+                expected,
+                "{tally:?}"
+            );
+        }
     }
 
     #[test]
