@@ -15,7 +15,8 @@ with HEALTHETL_QUALITY=off (what the quality figures cost); with PG_COPY_FORMAT=
 Re-sends into a table holding every key (ratio to the psql upsert of the same file): psql upsert (COPY to a
 temporary table, INSERT ... ON CONFLICT DO UPDATE); the same skipping identical rows (... WHERE row IS DISTINCT
 FROM EXCLUDED row: the strongest hand-written baseline); healthetl load --force; each on the identical file and on
-the 1%-changed one.
+the 1%-changed one. And the Redshift staging path (the loader in Redshift mode: parse, cast, zstd parts, upload to
+moto_server S3, ending at the COPY FROM S3 a cluster would run; see bench/redshift_staging.py).
 
 Prints one table and verdicts against the targets (initial load <= 0.75x psql \\copy, re-sends <= 0.5x the psql
 upsert, client CPU <= 1.5 s per 1M rows, peak RSS <= 32 MB and flat from the smallest to the largest size, quality
@@ -72,6 +73,7 @@ RESEND = "healthetl re-send"
 UPSERT_1 = "psql upsert 1%"
 UPSERT_SKIP_1 = "psql upsert, skip same 1%"
 RESEND_1 = "healthetl re-send 1%"
+REDSHIFT = "healthetl Redshift staging"
 
 # name -> (starting state, file, baseline for the ratio)
 TOOL_SPEC = {
@@ -88,9 +90,14 @@ TOOL_SPEC = {
     UPSERT_1: ("loaded", "changed", None),
     UPSERT_SKIP_1: ("loaded", "changed", UPSERT_1),
     RESEND_1: ("loaded", "changed", UPSERT_1),
+    REDSHIFT: ("empty", "plain", PSQL),
 }
 TOOLS = list(TOOL_SPEC)
-HEALTHETL = {ETL, EXCLUSIVE, NOISY, UNCHECKED, TEXT_COPY, RESEND, RESEND_1}
+HEALTHETL = {ETL, EXCLUSIVE, NOISY, UNCHECKED, TEXT_COPY, RESEND, RESEND_1, REDSHIFT}
+STAGING_BUCKET = "bench-staging"
+FILE_MB = {}  # rows -> the plain file's size in MB
+TARGET_STAGING_MB_PER_CORE = 60.0  # the Redshift staging path: MB of input per CPU second
+MOTO = {}  # "endpoint": the moto_server S3 the Redshift staging run uploads to (started by main)
 QUALITY_COST_TARGET = 1.05  # the data-quality figures may cost at most 5% of a load
 
 # Order-independent fingerprint of a loaded table: every column of every row goes into it.
@@ -210,6 +217,7 @@ def setup_database():
         bench_url(),
         "CREATE SCHEMA bench_baseline",
         "CREATE TABLE bench_baseline.fact_table (LIKE health.fact_table INCLUDING ALL)",
+        "CREATE TABLE etl.load_lock_fact_table (held BOOLEAN)",  # what the Redshift staging run locks
     )
 
 
@@ -332,6 +340,13 @@ def run_tool(tool, rows, files, changed):
             env["PG_COPY_FORMAT"] = "text"
         if tool == EXCLUSIVE:
             env["PG_FIRST_LOAD"] = "exclusive"
+        if tool == REDSHIFT:
+            # The loader in Redshift mode: parse, cast, zstd parts, upload with the manifest to moto S3. The bench
+            # database answers the ledger check and the lock; PostgreSQL cannot run COPY FROM 's3://...', so the
+            # load ends there (checked below) and rolls back: the time is the staging path.
+            env.update(WAREHOUSE_DIALECT="redshift", REDSHIFT_COPY_ROLE_ARN="arn:aws:iam::123456789012:role/bench",
+                       STAGING_BUCKET=STAGING_BUCKET, AWS_ENDPOINT_URL=MOTO["endpoint"], AWS_ACCESS_KEY_ID="test",
+                       AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
         force = ["--force"] if state == "loaded" else []
         argv = [BIN, "load", "--json", *force, "--rejects-dir", str(OUT / "rejects"), str(file)]
         seconds, rss, cpu, code, out, err = measured(argv, env=env)
@@ -339,6 +354,15 @@ def run_tool(tool, rows, files, changed):
             report = json.loads(out)["objects"][0]
         except (ValueError, KeyError, IndexError):
             raise BenchError(f"{tool}: exit {code}, unreadable output {out[:500]!r}, errors {err.strip()!r}")
+        if tool == REDSHIFT:
+            error = report.get("error") or ""
+            if report["status"] != "failed" or "copying the staged parts from S3" not in error:
+                raise BenchError(f"{tool}: expected the load to end at COPY FROM S3, got {report['status']}: "
+                                 f"{error[:300]}")
+            count = int(psql(url, "SELECT count(*) FROM health.fact_table"))
+            if count != 0:
+                raise BenchError(f"{tool}: the rolled-back load left {count} rows")
+            return seconds, rss, cpu, None
         quality = report.get("quality")
         if tool == UNCHECKED and quality is not None:
             raise BenchError(f"{tool}: HEALTHETL_QUALITY=off still counted quality figures: {quality}")
@@ -364,6 +388,7 @@ def bench_size(rows, repeat, raw):
     t = time.perf_counter()
     plain, noisy = generate(rows)
     changed_file, changed = changed_copy(plain)
+    FILE_MB[rows] = plain.stat().st_size / 1e6
     files = {"plain": plain, "noisy": noisy, "changed": changed_file}
     print(
         f"\n{rows} rows: generated in {time.perf_counter() - t:.1f}s "
@@ -383,7 +408,7 @@ def bench_size(rows, repeat, raw):
             prepare(state, plain)
             busy = cpu_busy(0.5)  # after the checkpoint: nothing of ours runs now, so this is other work
             seconds, rss_kb, cpu, table = run_tool(tool, rows, files, changed)
-            if rep == 0:  # same values in the table whichever tool loaded it, per file loaded last
+            if rep == 0 and table:  # same values in the table whichever tool loaded it, per file loaded last
                 key = "changed" if which == "changed" else "plain"
                 checksums.setdefault(key, {})[tool] = psql(bench_url(), CHECKSUM_SQL.format(table=table))
             raw.append(
@@ -458,6 +483,12 @@ def report(summary, sizes, raw):
         ok &= met
         verdicts.append(f"{rows:>9} rows: client CPU {cpu:.2f} s per 1M rows vs target <= {TARGET_CPU_PER_M} s: "
                         f"{'OK' if met else 'MISSED'} (psql \\copy {g(PSQL)['client_cpu_s'] / (rows / 1e6):.2f} s)")
+        per_core = FILE_MB[rows] / max(g(REDSHIFT)["client_cpu_s"], 1e-9)
+        met = per_core >= TARGET_STAGING_MB_PER_CORE
+        ok &= met
+        verdicts.append(f"{rows:>9} rows: Redshift staging path {per_core:.1f} MB of input per CPU second vs target "
+                        f">= {TARGET_STAGING_MB_PER_CORE:.0f}: {'OK' if met else 'MISSED'} "
+                        f"({FILE_MB[rows] / g(REDSHIFT)['median_s']:.1f} MB/s wall)")
         rss = max(g(t)["peak_rss_mb"] for t in HEALTHETL)
         met = rss <= TARGET_RSS_MB
         ok &= met
@@ -518,12 +549,21 @@ def main():
         print(f"sizes {sizes}, {repeat} repetitions, seed {SEED}; peak RSS is the client process's own (not the server's)")
         become_subreaper()
         setup_database()
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import lambda_s3  # the benches' one moto_server start
+        moto, MOTO["endpoint"] = lambda_s3.start_moto()
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(f"{MOTO['endpoint']}/{STAGING_BUCKET}", method="PUT"),
+                               timeout=10)
         for rows in sizes:
             bench_size(rows, repeat, raw)
     except BenchError as e:
+        if MOTO:
+            moto.kill()
         print(f"\nBENCHMARK ERROR: {e}", file=sys.stderr)
         (OUT / "results.json").write_text(json.dumps({"error": str(e), "runs": raw}, indent=2))
         return 1
+    moto.kill()
     summary = summarize(raw, sizes)
     ok, flat = report(summary, sizes, raw)
     result = {
