@@ -438,40 +438,29 @@ impl PgLoad<'_> {
                     .await
                     .map_err(WarehouseError::db("setting duplicate rows aside"))?;
             }
-            // An empty table with nothing appended: every staged row is new, nothing to compare or replace.
-            let everything = self.append_above == Some(i64::MIN) && self.appended == 0;
-            if everything {
-                tally.inserted = self
-                    .tx
-                    .execute(&insert_staged_sql(self.table, true), &[])
-                    .await
-                    .map_err(WarehouseError::db("inserting rows"))?;
-            } else {
-                self.tx
-                    .batch_execute(&create_changed_sql(self.table))
-                    .await
-                    .map_err(WarehouseError::db("comparing the staged rows"))?;
-                let above = self.append_above.unwrap_or(i64::MAX);
-                let find = find_changed_sql(self.table);
-                tally.inserted = if supports_direct_append(self.table) {
-                    self.tx.execute(&find, &[&above]).await
-                } else {
-                    self.tx.execute(&find, &[]).await
-                }
+            self.tx
+                .batch_execute(&create_changed_sql(self.table))
+                .await
                 .map_err(WarehouseError::db("comparing the staged rows"))?;
-                let deleted = self
-                    .tx
-                    .query_one(&delete_replaced_sql(self.table), &[])
-                    .await
-                    .map_err(WarehouseError::db("replacing rows"))?;
-                tally.replaced = u64::try_from(deleted.get::<_, i64>(0)).unwrap_or_default();
-                tally.replaced_appended =
-                    u64::try_from(deleted.get::<_, i64>(1)).unwrap_or_default();
-                self.tx
-                    .execute(&insert_staged_sql(self.table, false), &[])
-                    .await
-                    .map_err(WarehouseError::db("inserting rows"))?;
+            let above = self.append_above.unwrap_or(i64::MAX);
+            let find = find_changed_sql(self.table);
+            tally.inserted = if supports_direct_append(self.table) {
+                self.tx.execute(&find, &[&above]).await
+            } else {
+                self.tx.execute(&find, &[]).await
             }
+            .map_err(WarehouseError::db("comparing the staged rows"))?;
+            let deleted = self
+                .tx
+                .query_one(&delete_replaced_sql(self.table), &[])
+                .await
+                .map_err(WarehouseError::db("replacing rows"))?;
+            tally.replaced = u64::try_from(deleted.get::<_, i64>(0)).unwrap_or_default();
+            tally.replaced_appended = u64::try_from(deleted.get::<_, i64>(1)).unwrap_or_default();
+            self.tx
+                .execute(&insert_staged_sql(self.table), &[])
+                .await
+                .map_err(WarehouseError::db("inserting rows"))?;
         }
         if let Some(name) = &self.deferred_key {
             self.tx

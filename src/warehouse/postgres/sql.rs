@@ -220,16 +220,14 @@ pub fn delete_replaced_sql(table: &Table) -> String {
     )
 }
 
-/// Insert the rows to write: those [`find_changed_sql`] found, or (`everything`: the table was empty and nothing
-/// was appended, so every staged row is new) the staged rows themselves. Staged keys are distinct by then (see
+/// Insert the rows [`find_changed_sql`] picked (staged keys are distinct by then: see
 /// [`delete_staged_duplicates_sql`]).
-pub fn insert_staged_sql(table: &Table, everything: bool) -> String {
+pub fn insert_staged_sql(table: &Table) -> String {
     let cols = table.column_list();
-    let from = if everything { STAGING } else { CHANGED };
     format!(
         "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
         table.qualified(),
-        quote_ident(from),
+        quote_ident(CHANGED),
     )
 }
 
@@ -380,11 +378,10 @@ mod tests {
              SELECT count(*)::BIGINT, count(*) FILTER (WHERE appended)::BIGINT FROM d"
         );
         assert_eq!(
-            insert_staged_sql(payer(), false),
+            insert_staged_sql(payer()),
             "INSERT INTO \"health\".\"dim_payer\" (\"dim_payer_pk\", \"payer_name\") SELECT \"dim_payer_pk\", \
              \"payer_name\" FROM \"healthetl_changed\""
         );
-        assert!(insert_staged_sql(payer(), true).ends_with("FROM \"healthetl_staging\""));
         let dictionary = find_changed_sql(&SCHEMA.dictionary);
         assert!(!dictionary.contains("$1"), "{dictionary}");
     }
