@@ -13,6 +13,10 @@ Each size runs twice: zstd parts (the default) and gzip parts (`REDSHIFT_PART_CO
 difference is what the compression costs the loader. The bytes each produces are measured by the gzip and zstd
 command-line tools at the same levels on the same CSV (the staged parts are removed after the failed COPY).
 
+With HEALTHETL_BASELINE_BIN set to another build of healthetl, each zstd row is also run with that build, the two
+alternating, so a change is measured against what it replaces in the same run (this machine's speed drifts by 2x
+between days; only same-run ratios mean anything).
+
 Run: bench/redshift-staging [ROWS ...]   (default 1000000 4000000; builds first)
 """
 
@@ -54,11 +58,11 @@ def fact_file(rows):
     return fact
 
 
-def stage(fact, endpoint, compression):
+def stage(fact, endpoint, compression, binary=None):
     env = dict(os.environ, WAREHOUSE_DIALECT="redshift", REDSHIFT_PART_COMPRESSION=compression, DATABASE_URL=db_url(), REDSHIFT_COPY_ROLE_ARN=ROLE,
                STAGING_BUCKET=BUCKET, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
                AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1", RUST_LOG="warn", HEALTHETL_QUALITY="off")
-    argv = [lp.BIN, "load", "--json", "--force", "--rejects-dir", str(lp.OUT / "rejects"), str(fact)]
+    argv = [binary or lp.BIN, "load", "--json", "--force", "--rejects-dir", str(lp.OUT / "rejects"), str(fact)]
     seconds, rss_kb, cpu, code, out, err = lp.measured(argv, env=env)
     report = json.loads(out)["objects"][0]
     error = report.get("error") or ""
@@ -95,21 +99,36 @@ def main():
         for rows in sizes:
             fact = fact_file(rows)
             mb = fact.stat().st_size / 1e6
-            for compression in ("zstd", "gzip"):
-                seconds, rss, cpu = stage(fact, endpoint, compression)
-                results.append({"rows": rows, "parts": compression, "input_mb": mb, "seconds": seconds,
-                                "cpu_s": cpu, "peak_rss_mb": rss})
+            runs = [("zstd", None), ("gzip", None)]
+            baseline = os.environ.get("HEALTHETL_BASELINE_BIN")
+            if baseline:
+                runs = [("zstd", baseline), ("zstd", None), ("zstd", baseline), ("zstd", None), ("gzip", None)]
+            for compression, binary in runs:
+                seconds, rss, cpu = stage(fact, endpoint, compression, binary)
+                results.append({"rows": rows, "parts": compression, "build": "baseline" if binary else "this",
+                                "input_mb": mb, "seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss})
         tools = compressors(fact_file(min(sizes)))
     finally:
         moto.kill()
         lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    print(f"{'rows':>9} {'parts':>5} {'input MB':>9} {'wall s':>7} {'rows/s':>9} {'MB/s':>6} {'CPU s':>6} "
+    print(f"{'rows':>9} {'parts':>5} {'build':>8} {'input MB':>9} {'wall s':>7} {'rows/s':>9} {'MB/s':>6} {'CPU s':>6} "
           f"{'MB/s/core':>9} {'CPU us/row':>10} {'RSS MB':>7}")
     for r in results:
-        print(f"{r['rows']:>9} {r['parts']:>5} {r['input_mb']:>9.0f} {r['seconds']:>7.2f} {r['rows'] / r['seconds']:>9,.0f} "
+        print(f"{r['rows']:>9} {r['parts']:>5} {r['build']:>8} {r['input_mb']:>9.0f} {r['seconds']:>7.2f} "
+              f"{r['rows'] / r['seconds']:>9,.0f} "
               f"{r['input_mb'] / r['seconds']:>6.1f} {r['cpu_s']:>6.2f} {r['input_mb'] / r['cpu_s']:>9.1f} "
               f"{1e6 * r['cpu_s'] / r['rows']:>10.2f} {r['peak_rss_mb']:>7.1f}")
     small = results[0]
+    for rows in sizes:
+        pair = {b: [r for r in results if r["rows"] == rows and r["parts"] == "zstd" and r["build"] == b]
+                for b in ("this", "baseline")}
+        if pair["baseline"]:
+            best = {b: min(pair[b], key=lambda r: r["seconds"]) for b in pair}
+            cpu = {b: min(r["cpu_s"] for r in pair[b]) for b in pair}
+            print(f"{rows} rows, zstd, best of each: wall {best['this']['seconds']:.2f} s against "
+                  f"{best['baseline']['seconds']:.2f} s ({best['this']['seconds'] / best['baseline']['seconds']:.2f}x), "
+                  f"CPU {cpu['this']:.2f} s against {cpu['baseline']:.2f} s "
+                  f"({cpu['this'] / cpu['baseline']:.2f}x)")
     print(f"\npart compression over the {small['rows']}-row CSV ({small['input_mb']:.0f} MB), command-line tools "
           f"(bytes; the loader's own CPU is above):")
     for name, cpu, size in tools:

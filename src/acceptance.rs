@@ -458,7 +458,10 @@ impl Kit {
         let mut w = self.client().await?;
         let client = w.client().await.map_err(|e| e.to_string())?;
         let mut tables = 0;
-        for t in SCHEMA.all_tables().chain(std::iter::once(&SCHEMA.ledger)) {
+        for t in SCHEMA
+            .all_tables()
+            .chain([&SCHEMA.ledger, &SCHEMA.attempts])
+        {
             let rows = client
                 .query(
                     "SELECT column_name::VARCHAR FROM information_schema.columns \

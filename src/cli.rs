@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::pipeline::{LoadOptions, LoadReport, Status, load_routed};
+use crate::pipeline::{LoadOptions, LoadReport, Reason, Status, load_routed, record_attempt};
 use crate::route::{Routed, route};
 use crate::schema::TableKind;
 use crate::source::Object;
@@ -108,6 +108,47 @@ impl Target {
     }
 }
 
+/// Print the load attempts `query` selects (a table, or JSON). Read-only: a warehouse at an older schema version
+/// is not migrated; the command says to run `healthetl init`.
+pub async fn history(
+    target: &Target,
+    query: &crate::history::HistoryQuery,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut warehouse = target.warehouse().await?;
+    if !warehouse.is_current().await? {
+        eprintln!(
+            "healthetl: the warehouse is not at schema version {} (no attempts table yet): run `healthetl init`",
+            crate::schema::SCHEMA_VERSION
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let mut query = query.clone();
+    query.object = query.object.map(|o| object_uri(&o));
+    let client = warehouse.client().await?;
+    let found = crate::history::history(client, &query).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::history::text(&found));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An object as the ledger names it: URIs as they are, a local path as the `file://` URI of its absolute path.
+fn object_uri(object: &str) -> String {
+    if object.contains("://") {
+        return object.to_string();
+    }
+    match std::fs::canonicalize(object) {
+        Ok(abs) => format!("file://{}", abs.to_string_lossy()),
+        Err(_) => object.to_string(),
+    }
+}
+
 /// `healthetl init`: create or migrate the schema and (re)create the reporting views, whatever the version.
 pub async fn init(target: &Target) -> Result<ExitCode, CliError> {
     let mut warehouse = target.warehouse().await?;
@@ -194,18 +235,27 @@ pub async fn load_files(
         let routed = match Routed::of(&display) {
             Ok(r) => r,
             Err(e) => {
-                reports.push(LoadReport::not_loaded(
+                let report = LoadReport::not_loaded(
                     &display,
                     Status::Refused,
+                    Reason::Unrouted,
                     e.to_string(),
-                ));
+                );
+                if !options.dry_run {
+                    record_attempt(warehouse.as_mut(), &report, options.force).await;
+                }
+                reports.push(report);
                 continue;
             }
         };
         let object = match Object::local(file) {
             Ok(o) => o,
             Err(e) => {
-                reports.push(unreadable(file, &e));
+                let report = unreadable(file, &e);
+                if !options.dry_run {
+                    record_attempt(warehouse.as_mut(), &report, options.force).await;
+                }
+                reports.push(report);
                 continue;
             }
         };
@@ -216,6 +266,9 @@ pub async fn load_files(
         let report = load_routed(warehouse.as_mut(), routed, object, options, on_bytes, None).await;
         if let Some(b) = bar {
             b.finish_and_clear();
+        }
+        if !options.dry_run {
+            record_attempt(warehouse.as_mut(), &report, options.force).await;
         }
         reports.push(report);
     }
@@ -244,6 +297,7 @@ fn print_reports(reports: &[LoadReport], json: bool) -> ExitCode {
 fn unreadable(file: &Path, e: &std::io::Error) -> LoadReport {
     LoadReport::failed(
         &file.to_string_lossy(),
+        Reason::Read,
         format!(
             "{}: cannot read: {e}",
             crate::route::escape_text(&file.to_string_lossy())
@@ -342,6 +396,9 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
         t["rows_unchanged"],
         t["rows_rejected"]
     );
+    if reports.iter().any(|r| r.dry_run) {
+        out.push_str("dry run: everything was rolled back; the figures are what a load would do\n");
+    }
     out
 }
 

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, ConfigError};
 use crate::event::{EventError, Incoming, Item, ObjectRef, Shape, batch_response, parse_event};
-use crate::pipeline::{LoadOptions, LoadReport, Publish, Status, load_routed};
+use crate::pipeline::{
+    LoadOptions, LoadReport, Publish, Reason, Status, load_routed, record_attempt_at,
+};
 use crate::route::{Routed, escape_text};
 use crate::source::s3::{self, S3SourceError};
 use crate::warehouse::{Connector, Loader, WarehouseError};
@@ -293,12 +295,14 @@ impl Handler {
         // An object whose name routes nowhere is refused before it is read, unless it is a CSV file: then its
         // header decides (in the pipeline).
         let mut report = match Routed::of(&object.key) {
-            Err(e) => LoadReport::not_loaded(&uri, Status::Refused, e.to_string()),
+            Err(e) => {
+                LoadReport::not_loaded(&uri, Status::Refused, Reason::Unrouted, e.to_string())
+            }
             Ok(routed) => match s3::open(&self.s3, object).await {
                 Err(e @ S3SourceError::Gone { .. }) => {
-                    LoadReport::not_loaded(&uri, Status::Refused, e.to_string())
+                    LoadReport::not_loaded(&uri, Status::Refused, Reason::Gone, e.to_string())
                 }
-                Err(e) => LoadReport::failed(&uri, e.to_string()),
+                Err(e) => LoadReport::failed(&uri, Reason::Read, e.to_string()),
                 Ok(opened) => {
                     self.load(routed, opened, object, request_id, deadline)
                         .await
@@ -311,7 +315,22 @@ impl Handler {
             && let Err(e) = self.quarantine(object, &report, request_id).await
         {
             report.status = Status::Failed;
+            report.reason = Some(Reason::Quarantine);
             report.error = Some(format!("quarantine failed: {e}"));
+        }
+        // Where the rejected rows went: the quarantine, once published (a loaded object's before its commit).
+        let rejects = (report.rejects_file.is_some()
+            && matches!(report.status, Status::Loaded | Status::Refused))
+        .then(|| self.rejects_uri(object));
+        {
+            let mut state = self.warehouse.lock().await;
+            if !state.ready && ensure_schema(state.warehouse.as_mut()).await.is_ok() {
+                state.ready = true;
+            }
+            if state.ready {
+                record_attempt_at(state.warehouse.as_mut(), &report, false, rejects.as_deref())
+                    .await;
+            }
         }
         if let Some(path) = report.rejects_file.take() {
             let _ = std::fs::remove_file(path);
@@ -337,11 +356,12 @@ impl Handler {
             stream: self.config.stream_limits,
             quality: true,
             deadline: deadline.map(|d| d.checked_sub(FINISH_RESERVE).unwrap_or(d)),
+            dry_run: false,
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {
             if let Err(e) = ensure_schema(state.warehouse.as_mut()).await {
-                return LoadReport::failed(&object.uri, e.to_string());
+                return LoadReport::failed(&object.uri, e.reason(), e.to_string());
             }
             state.ready = true;
         }
@@ -365,6 +385,19 @@ impl Handler {
         [&self.config.quarantine_prefix, &self.config.staging_prefix]
             .iter()
             .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+    }
+
+    /// Where an object's rejected rows are published: `s3://<quarantine bucket>/<quarantine prefix><key>.rejects.csv`.
+    fn rejects_uri(&self, object: &ObjectRef) -> String {
+        let bucket = self
+            .config
+            .quarantine_bucket
+            .as_deref()
+            .unwrap_or(&object.bucket);
+        format!(
+            "s3://{bucket}/{}{}.rejects.csv",
+            self.config.quarantine_prefix, object.key
+        )
     }
 
     /// A refused object, or a loaded one with rejected rows (before its commit), gets a JSON report under the
@@ -621,7 +654,12 @@ mod tests {
 
     #[test]
     fn metrics_follow_the_embedded_metric_format() {
-        let mut report = LoadReport::not_loaded("s3://b/notes.csv", Status::Refused, "x".into());
+        let mut report = LoadReport::not_loaded(
+            "s3://b/notes.csv",
+            Status::Refused,
+            Reason::Unrouted,
+            "x".into(),
+        );
         report.duration_ms = 12;
         let v = emf_record(&report, "unknown", 1_700_000_000_000);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "healthetl");
@@ -646,7 +684,12 @@ mod tests {
     fn fact_loads_add_their_quality_figures_as_metrics() {
         let fact = crate::schema::SCHEMA.by_name("fact_table").unwrap();
         let column = |name: &str| fact.columns.iter().find(|c| c.name == name).unwrap();
-        let mut report = LoadReport::not_loaded("s3://b/FactTable.csv", Status::Loaded, "x".into());
+        let mut report = LoadReport::not_loaded(
+            "s3://b/FactTable.csv",
+            Status::Loaded,
+            Reason::Internal,
+            "x".into(),
+        );
         report.quality = Some(crate::transform::Quality::new(
             fact,
             vec![

@@ -20,6 +20,8 @@ pub mod event;
 #[cfg(feature = "generate")]
 pub mod generate;
 pub mod handler;
+#[cfg(feature = "cli")]
+pub mod history;
 #[cfg(feature = "ingest")]
 pub mod ingest;
 pub mod lambda;

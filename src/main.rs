@@ -81,6 +81,34 @@ enum Command {
         /// of the time left, and a file not yet started with under a second left fails (default: no limit).
         #[arg(long)]
         timeout: Option<u64>,
+        /// Do everything up to the commit (routing, header, casting, rejects files, what would be inserted,
+        /// updated and unchanged, quality figures), then roll back. Exit codes as for a real load; nothing is
+        /// recorded.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the recent load attempts (loaded, skipped, refused, failed), newest first, with counts and
+    /// durations; or one object's whole story with --object.
+    History {
+        /// Only attempts at this table (its warehouse name, e.g. fact_table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only attempts with this status.
+        #[arg(long, value_parser = healthetl::history::STATUSES)]
+        status: Option<String>,
+        /// Only attempts since a date (2024-06-01), a UTC time (2024-06-01T12:00:00Z) or an age (90m, 36h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// One object's story (its URI or path as loaded): every attempt oldest first, where its rejected rows
+        /// are, its committed loads and their quality figures.
+        #[arg(long)]
+        object: Option<String>,
+        /// At most this many attempts.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a deterministic synthetic dataset shaped like the original nine files.
     Generate {
@@ -234,6 +262,7 @@ fn main() -> ExitCode {
                 max_object_bytes,
                 max_gzip_ratio,
                 timeout,
+                dry_run,
             } => {
                 let options = healthetl::pipeline::LoadOptions {
                     force,
@@ -250,9 +279,39 @@ fn main() -> ExitCode {
                     quality: std::env::var("HEALTHETL_QUALITY").map_or(true, |v| v != "off"),
                     deadline: timeout
                         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
+                    dry_run,
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(&target, &paths, &options, json, progress).await
+            }
+            Command::History {
+                table,
+                status,
+                since,
+                object,
+                limit,
+                json,
+            } => {
+                match since
+                    .as_deref()
+                    .map(|s| healthetl::history::parse_since(s, std::time::SystemTime::now()))
+                    .transpose()
+                {
+                    Ok(since) => {
+                        let query = healthetl::history::HistoryQuery {
+                            table,
+                            status,
+                            since,
+                            object,
+                            limit,
+                        };
+                        cli::history(&target, &query, json).await
+                    }
+                    Err(e) => {
+                        eprintln!("healthetl: --since: {e}");
+                        Ok(ExitCode::from(2))
+                    }
+                }
             }
             Command::Generate {
                 rows,

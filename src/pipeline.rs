@@ -22,8 +22,8 @@ use crate::transform::{
     Tally, TransformStats, map_header,
 };
 use crate::warehouse::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, LoadOutcome, Loader, RowCounts,
-    RowEncoding, RowSink, SinkError, WarehouseError,
+    AttemptRecord, BeforeCommit, BeginLoad, Begun, Commit, Committed, LedgerEntry, LoadOutcome,
+    Loader, ReadProgress, RowCounts, RowEncoding, RowSink, SinkError, WarehouseError,
 };
 
 /// How to load.
@@ -45,6 +45,9 @@ pub struct LoadOptions {
     /// When the load must be over (the Lambda's deadline less its margin, the CLI's `--timeout`): its statements
     /// run under a statement timeout of the time left. `None`: no limit.
     pub deadline: Option<std::time::Instant>,
+    /// Do everything up to the commit — routing, header, casting, rejects, the merge and its counts, the quality
+    /// figures — then roll back: the warehouse is left as it was.
+    pub dry_run: bool,
 }
 
 impl Default for LoadOptions {
@@ -57,6 +60,7 @@ impl Default for LoadOptions {
             stream: StreamLimits::default(),
             quality: true,
             deadline: None,
+            dry_run: false,
         }
     }
 }
@@ -75,11 +79,76 @@ pub enum Status {
     Failed,
 }
 
+/// Why an object was refused or failed, as a category (for history, metrics and alarms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Neither its name nor its header names a table.
+    Unrouted,
+    /// Its header lacks a column, repeats one, or is malformed.
+    Header,
+    /// Its bytes are not CSV of an accepted encoding, are malformed past recovery, or are over a limit.
+    Input,
+    /// Too many rows were rejected.
+    Threshold,
+    /// Its URI or identity is longer than the ledger stores.
+    LedgerLimits,
+    /// It was deleted (or replaced) before it could be read.
+    Gone,
+    /// Reading it failed (S3, disk); a retry may work.
+    Read,
+    /// The warehouse failed (connection, statement, retries exhausted).
+    Warehouse,
+    /// Staging its rows in S3 failed.
+    Staging,
+    /// Publishing its rejected rows or report failed.
+    Quarantine,
+    /// Too little time was left before the deadline.
+    Deadline,
+    /// A defect of the loader itself.
+    Internal,
+}
+
+impl Reason {
+    /// The category's name, as `etl.load_attempts.reason` and the JSON reports spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Unrouted => "unrouted",
+            Reason::Header => "header",
+            Reason::Input => "input",
+            Reason::Threshold => "threshold",
+            Reason::LedgerLimits => "ledger_limits",
+            Reason::Gone => "gone",
+            Reason::Read => "read",
+            Reason::Warehouse => "warehouse",
+            Reason::Staging => "staging",
+            Reason::Quarantine => "quarantine",
+            Reason::Deadline => "deadline",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+impl Status {
+    /// The status's name, as the reports and `etl.load_attempts.status` spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Loaded => "loaded",
+            Status::Skipped => "skipped",
+            Status::Refused => "refused",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// What happened to one object. Never contains row contents.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
     /// The object's URI or path.
     pub source: String,
+    /// Its quick identity (ETag/version, or a local file's hash), once opened.
+    #[serde(rename = "object_identity", skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The table it loads into, once routed.
     pub table: Option<String>,
     /// The outcome.
@@ -98,6 +167,8 @@ pub struct LoadReport {
     pub rows_rejected: u64,
     /// Accepted rows replaced by a later row of the same key in the same object.
     pub rows_duplicate: u64,
+    /// Why it was refused or failed, as a category.
+    pub reason: Option<Reason>,
     /// Why it was refused or failed (file, line and column; never row contents).
     pub error: Option<String>,
     /// 1-based positions of header columns the table does not have (never their names: see
@@ -119,6 +190,9 @@ pub struct LoadReport {
     pub load_id: Option<i64>,
     /// Wall time of the object, in milliseconds.
     pub duration_ms: u64,
+    /// A dry run: the figures are what a load would do; everything was rolled back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl LoadReport {
@@ -134,6 +208,7 @@ impl LoadReport {
     fn new(source: &str) -> Self {
         LoadReport {
             source: source.to_string(),
+            identity: None,
             table: None,
             status: Status::Failed,
             rows_read: 0,
@@ -143,6 +218,7 @@ impl LoadReport {
             rows_unchanged: 0,
             rows_rejected: 0,
             rows_duplicate: 0,
+            reason: None,
             error: None,
             extra_columns: Vec::new(),
             encoding: None,
@@ -153,18 +229,20 @@ impl LoadReport {
             rejects: Vec::new(),
             load_id: None,
             duration_ms: 0,
+            dry_run: false,
         }
     }
 
     /// A report for an object that could not even be opened.
-    pub fn failed(source: &str, error: String) -> Self {
-        LoadReport::not_loaded(source, Status::Failed, error)
+    pub fn failed(source: &str, reason: Reason, error: String) -> Self {
+        LoadReport::not_loaded(source, Status::Failed, reason, error)
     }
 
     /// A report for an object that ended before the pipeline ran (unreadable, gone, refused by name).
-    pub fn not_loaded(source: &str, status: Status, error: String) -> Self {
+    pub fn not_loaded(source: &str, status: Status, reason: Reason, error: String) -> Self {
         LoadReport {
             status,
+            reason: Some(reason),
             error: Some(error),
             ..LoadReport::new(source)
         }
@@ -176,9 +254,9 @@ impl LoadReport {
         self.rejects = stats.first_rejects.clone();
     }
 
-    fn end(mut self, status: Status, error: Option<String>, started: Instant) -> Self {
+    fn end(mut self, status: Status, error: Option<(Reason, String)>, started: Instant) -> Self {
         self.status = status;
-        self.error = error;
+        (self.reason, self.error) = error.map_or((None, None), |(r, e)| (Some(r), Some(e)));
         self.duration_ms = started.elapsed().as_millis() as u64;
         self
     }
@@ -188,7 +266,7 @@ impl LoadReport {
 #[derive(Debug)]
 enum ReadError {
     /// The object cannot be loaded as it is.
-    Refused(String),
+    Refused(Reason, String),
     /// Reading broke (I/O); a retry may work.
     Failed(String),
     /// The loader no longer wants rows (skipped, or the database failed).
@@ -239,7 +317,62 @@ pub async fn load_publishing(
 ) -> LoadReport {
     match Routed::of(&object.name) {
         Ok(routed) => load_routed(warehouse, routed, object, options, on_bytes, publish).await,
-        Err(e) => LoadReport::not_loaded(&object.uri, Status::Refused, e.to_string()),
+        Err(e) => LoadReport::not_loaded(
+            &object.uri,
+            Status::Refused,
+            Reason::Unrouted,
+            e.to_string(),
+        ),
+    }
+}
+
+/// Record the attempt `report` tells of in `etl.load_attempts` (see [`Loader::record_attempt`]), with its local
+/// rejects file as where its rejected rows are.
+pub async fn record_attempt(warehouse: &mut dyn Loader, report: &LoadReport, forced: bool) -> bool {
+    let rejects = report
+        .rejects_file
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    record_attempt_at(warehouse, report, forced, rejects.as_deref()).await
+}
+
+/// [`record_attempt`] with `rejects` naming where the rejected rows are (the quarantine). A failure is logged and
+/// returns `false`: the attempt's own outcome stands either way.
+pub async fn record_attempt_at(
+    warehouse: &mut dyn Loader,
+    report: &LoadReport,
+    forced: bool,
+    rejects: Option<&str>,
+) -> bool {
+    let finished = std::time::SystemTime::now();
+    let started = finished
+        .checked_sub(std::time::Duration::from_millis(report.duration_ms))
+        .unwrap_or(finished);
+    let attempt = AttemptRecord {
+        source: &report.source,
+        identity: report.identity.as_deref().unwrap_or(""),
+        table: report.table.as_deref(),
+        status: report.status.label(),
+        reason: report.reason.map(Reason::label),
+        error: report.error.as_deref(),
+        load_id: report.load_id,
+        rows_read: report.rows_read,
+        rows_loaded: report.rows_loaded,
+        rows_unchanged: report.rows_unchanged,
+        rows_rejected: report.rows_rejected,
+        rows_duplicate: report.rows_duplicate,
+        rejects: rejects.filter(|_| report.rows_rejected > 0),
+        forced,
+        started,
+        finished,
+    };
+    match warehouse.record_attempt(&attempt).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(source = %crate::route::escape_text(&report.source), error = %e,
+                "the attempt was not recorded in the attempts table");
+            false
+        }
     }
 }
 
@@ -279,6 +412,25 @@ pub async fn load_routed(
     on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
     publish: Option<&dyn Publish>,
 ) -> LoadReport {
+    let mut report = load_once(warehouse, routed, object, options, on_bytes, publish).await;
+    if options.dry_run {
+        // What a load would do: a dry run commits nothing, so it names no load of its own.
+        report.dry_run = true;
+        if report.status == Status::Loaded {
+            report.load_id = None;
+        }
+    }
+    report
+}
+
+async fn load_once(
+    warehouse: &mut dyn Loader,
+    routed: Routed,
+    object: Object,
+    options: &LoadOptions,
+    on_bytes: Option<Box<dyn FnMut(u64) + Send>>,
+    publish: Option<&dyn Publish>,
+) -> LoadReport {
     let started = Instant::now();
     let Object {
         name,
@@ -289,23 +441,39 @@ pub async fn load_routed(
         size,
     } = object;
     let mut report = LoadReport {
+        identity: Some(identity.clone()),
         table: routed.table.map(|t| t.name.clone()),
         routed_by: routed.table.map(|_| RoutedBy::Name),
         ..LoadReport::new(&uri)
     };
     let shown = routed.display_name;
     if let Some(reason) = warehouse.ledger_limits().check(&uri, &identity) {
-        return report.end(Status::Refused, Some(format!("{shown}: {reason}")), started);
+        return report.end(
+            Status::Refused,
+            Some((Reason::LedgerLimits, format!("{shown}: {reason}"))),
+            started,
+        );
     }
     let rejects_path = options
         .rejects_dir
         .join(rejects_file_name(&shown, &identity));
     let (header_tx, header_rx) = oneshot::channel();
     let (sink_tx, sink_rx) = oneshot::channel::<Box<dyn RowSink>>();
-    let reader: Box<dyn io::Read + Send> = match on_bytes {
-        Some(f) => Box::new(Counting::new(reader, f)),
-        None => reader,
+    let progress = ReadProgress {
+        size,
+        read: Default::default(),
     };
+    let read = progress.read.clone();
+    let mut on_bytes = on_bytes;
+    let reader: Box<dyn io::Read + Send> = Box::new(Counting::new(
+        reader,
+        Box::new(move |n| {
+            read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            if let Some(f) = on_bytes.as_mut() {
+                f(n);
+            }
+        }),
+    ));
     let read_options = ReadOptions::new(options, size);
     let table = routed.table;
     let parse_name = name.clone();
@@ -336,24 +504,25 @@ pub async fn load_routed(
         deadline: options.deadline,
     };
     let mut load = match warehouse.begin(begin).await {
-        Ok(Some(load)) => load,
-        Ok(None) => {
+        Ok(Begun::Load(load)) => load,
+        Ok(Begun::Skip { load_id }) => {
             drop(sink_tx);
             let _ = worker.await;
+            report.load_id = Some(load_id);
             return report.end(Status::Skipped, None, started);
         }
         Err(e) => {
             drop(sink_tx);
             let _ = worker.await;
-            return report.end(Status::Failed, Some(e.to_string()), started);
+            return report.end(Status::Failed, Some((e.reason(), e.to_string())), started);
         }
     };
-    let sink = match load.sink() {
+    let sink = match load.sink(progress) {
         Ok(sink) => sink,
         Err(e) => {
             drop(sink_tx);
             let _ = worker.await;
-            return report.end(Status::Failed, Some(e.to_string()), started);
+            return report.end(Status::Failed, Some((e.reason(), e.to_string())), started);
         }
     };
     if sink_tx.send(sink).is_err() {
@@ -363,14 +532,19 @@ pub async fn load_routed(
     let outcome = match worker.await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(ReadError::Cancelled)) => {
-            let e = received.err().map(|e| e.to_string());
+            load.abandon().await;
+            let e = received.err().map(|e| (e.reason(), e.to_string()));
             return report.end(Status::Failed, e, started);
         }
-        Ok(Err(e)) => return read_error_report(report, e, started),
+        Ok(Err(e)) => {
+            load.abandon().await;
+            return read_error_report(report, e, started);
+        }
         Err(e) => {
+            load.abandon().await;
             return report.end(
                 Status::Failed,
-                Some(format!("internal error: {e}")),
+                Some((Reason::Internal, format!("internal error: {e}"))),
                 started,
             );
         }
@@ -380,11 +554,13 @@ pub async fn load_routed(
     report.rejects_file = outcome.rejects_file;
     report.content_sha256 = outcome.content_sha256.or(content_sha256.clone());
     if let Err(e) = received {
-        return report.end(Status::Failed, Some(e.to_string()), started);
+        load.abandon().await;
+        return report.end(Status::Failed, Some((e.reason(), e.to_string())), started);
     }
     let stats = &outcome.stats;
     if let Some(msg) = over_threshold(&shown, stats, options.reject_threshold) {
-        return report.end(Status::Refused, Some(msg), started);
+        load.abandon().await;
+        return report.end(Status::Refused, Some((Reason::Threshold, msg)), started);
     }
     let snapshot = report.clone();
     let before = PublishBeforeCommit {
@@ -392,6 +568,7 @@ pub async fn load_routed(
         report: &snapshot,
     };
     let commit = Commit {
+        dry_run: options.dry_run,
         dedupe: !stats.keys_increasing,
         entry: LedgerEntry {
             source: &uri,
@@ -433,7 +610,7 @@ fn loaded_report(
             report.quality = done.quality;
             report.end(Status::Loaded, None, started)
         }
-        Ok(LoadOutcome::AlreadyLoaded) => {
+        Ok(LoadOutcome::AlreadyLoaded { load_id }) => {
             // The same content is already loaded: this copy did nothing, so it reports nothing (its rejected
             // rows are the earlier load's, and their file is not kept twice).
             if let Some(file) = report.rejects_file.take() {
@@ -443,11 +620,12 @@ fn loaded_report(
                 rows_read: 0,
                 rows_rejected: 0,
                 rejects: Vec::new(),
+                load_id: Some(load_id),
                 ..report
             };
             report.end(Status::Skipped, None, started)
         }
-        Err(e) => report.end(Status::Failed, Some(e.to_string()), started),
+        Err(e) => report.end(Status::Failed, Some((e.reason(), e.to_string())), started),
     }
 }
 
@@ -479,12 +657,12 @@ async fn finish_worker_error(
         Ok(Err(e)) => read_error_report(report, e, started),
         Ok(Ok(_)) => report.end(
             Status::Failed,
-            Some("internal error: no header".into()),
+            Some((Reason::Internal, "internal error: no header".into())),
             started,
         ),
         Err(e) => report.end(
             Status::Failed,
-            Some(format!("internal error: {e}")),
+            Some((Reason::Internal, format!("internal error: {e}"))),
             started,
         ),
     }
@@ -492,9 +670,13 @@ async fn finish_worker_error(
 
 fn read_error_report(report: LoadReport, e: ReadError, started: Instant) -> LoadReport {
     match e {
-        ReadError::Refused(m) => report.end(Status::Refused, Some(m), started),
-        ReadError::Failed(m) => report.end(Status::Failed, Some(m), started),
-        ReadError::Cancelled => report.end(Status::Failed, Some("cancelled".into()), started),
+        ReadError::Refused(reason, m) => report.end(Status::Refused, Some((reason, m)), started),
+        ReadError::Failed(m) => report.end(Status::Failed, Some((Reason::Read, m)), started),
+        ReadError::Cancelled => report.end(
+            Status::Failed,
+            Some((Reason::Warehouse, "cancelled".into())),
+            started,
+        ),
     }
 }
 
@@ -644,7 +826,7 @@ fn open_records(
                 }),
             },
         };
-        result.map_err(|e| ReadError::Refused(format!("{shown}: {e}")))?
+        result.map_err(|e| ReadError::Refused(Reason::Header, format!("{shown}: {e}")))?
     };
     Ok((records, map, table, routed_by, digest))
 }
@@ -652,7 +834,7 @@ fn open_records(
 /// A reading error as the pipeline reports it: a refusal of the object, or a failure a retry may cure.
 fn source_error(shown: &str, e: SourceError) -> ReadError {
     match e {
-        SourceError::Refused(r) => ReadError::Refused(format!("{shown}: {r}")),
+        SourceError::Refused(r) => ReadError::Refused(Reason::Input, format!("{shown}: {r}")),
         SourceError::Io(e) => ReadError::Failed(format!("{shown}: reading failed: {e}")),
     }
 }
@@ -775,7 +957,15 @@ fn open_rejects(
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    RejectWriter::new(BufWriter::new(File::create(path)?), source, header)
+    // Rejected rows are patient data: readable by their owner only.
+    let mut open = fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    RejectWriter::new(BufWriter::new(file), source, header)
 }
 
 #[cfg(test)]

@@ -88,8 +88,9 @@ pub fn reporting_schema() -> &'static str {
 /// 1: every table before versions were recorded; 2: `dim_patient.email` optional, the version table itself, the
 /// ledger declared here (its columns added by the same migration as every table's); 3: Redshift's per-table load
 /// lock tables (`etl.load_lock_<table>`); 4: the ledger's `rows_inserted`, `rows_updated`, `rows_unchanged` (NULL on
-/// loads recorded before: they did not tell new keys from replaced ones, and rewrote identical rows).
-pub const SCHEMA_VERSION: u32 = 4;
+/// loads recorded before: they did not tell new keys from replaced ones, and rewrote identical rows); 5: every
+/// attempt recorded (`etl.load_attempts`).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The warehouse type of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -674,6 +675,125 @@ const LEDGER: TableDef = TableDef {
     sort_key: &["table_name", "object_identity"],
 };
 
+/// Every load attempt, `etl.load_attempts`: one row per object tried, whatever became of it (loaded, skipped,
+/// refused, failed, or a dry run), written after the attempt in a transaction of its own so that a failed load's
+/// rollback cannot take its record with it. Never holds row contents.
+const ATTEMPTS: TableDef = TableDef {
+    source: "load_attempts",
+    kind: TableKind::Ledger,
+    primary_key: &["attempt_id"],
+    aliases: &[],
+    doc: "One row per load attempt: loaded, skipped, refused, failed or dry run, with why and the figures.",
+    columns: &[
+        entry(
+            "attempt_id",
+            ColumnType::Serial,
+            false,
+            "Attempt key, ascending",
+        ),
+        entry(
+            "source",
+            ColumnType::Text,
+            false,
+            "The object's URI or path",
+        ),
+        entry(
+            "object_identity",
+            ColumnType::Varchar(256),
+            false,
+            "Quick identity: ETag/version or file hash",
+        ),
+        entry(
+            "table_name",
+            ColumnType::Varchar(64),
+            true,
+            "The table, once routed",
+        ),
+        entry(
+            "status",
+            ColumnType::Varchar(16),
+            false,
+            "loaded, skipped, refused, failed or dry_run",
+        ),
+        entry(
+            "reason",
+            ColumnType::Varchar(32),
+            true,
+            "Why it was not loaded, as a category",
+        ),
+        entry(
+            "error",
+            ColumnType::Varchar(4000),
+            true,
+            "The error: file, line and column, never row contents",
+        ),
+        entry(
+            "load_id",
+            BigInt,
+            true,
+            "The ledger row it committed, or the one it duplicates (skipped)",
+        ),
+        entry(
+            "rows_read",
+            BigInt,
+            false,
+            "Records the strict CSV reader found",
+        ),
+        entry(
+            "rows_loaded",
+            BigInt,
+            false,
+            "Rows written (would be, in a dry run)",
+        ),
+        entry(
+            "rows_unchanged",
+            BigInt,
+            false,
+            "Rows identical to the stored row",
+        ),
+        entry(
+            "rows_rejected",
+            BigInt,
+            false,
+            "Rows set aside by validation",
+        ),
+        entry(
+            "rows_duplicate",
+            BigInt,
+            false,
+            "Rows replaced by a later row of the same key",
+        ),
+        entry(
+            "rejects",
+            ColumnType::Text,
+            true,
+            "Where the rejected rows are: a rejects file or quarantine key",
+        ),
+        entry(
+            "forced",
+            ColumnType::Boolean,
+            false,
+            "Tried past the ledger with --force",
+        ),
+        entry(
+            "started_at",
+            ColumnType::Timestamp,
+            false,
+            "When the attempt began",
+        ),
+        entry("finished_at", ColumnType::Timestamp, false, "When it ended"),
+        entry(
+            "duration_ms",
+            BigInt,
+            false,
+            "How long it took, in milliseconds",
+        ),
+    ],
+    balance: None,
+    distribution: Distribution::All,
+    sort_key: &["finished_at"],
+};
+
 /// One warehouse column and the source header it comes from.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -827,6 +947,8 @@ pub struct Schema {
     pub dictionary: Table,
     /// `etl.load_log`, the load ledger.
     pub ledger: Table,
+    /// `etl.load_attempts`, every attempt.
+    pub attempts: Table,
 }
 
 impl Schema {
@@ -898,6 +1020,7 @@ pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema {
     tables: TABLES.iter().map(build_table).collect(),
     dictionary: build_table(&DICTIONARY),
     ledger: build_table(&LEDGER),
+    attempts: build_table(&ATTEMPTS),
 });
 
 fn build_table(t: &TableDef) -> Table {

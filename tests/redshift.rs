@@ -24,17 +24,19 @@ use healthetl::handler::Handler;
 use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
 use healthetl::source::Object;
+use healthetl::source::hex;
 use healthetl::source::{OwnedFields, Record};
 use healthetl::transform::{Csv, RowCaster, RowFormat, end_csv_row, map_header};
 use healthetl::warehouse::connection::{
     Connection, CredentialSource, CredentialsFuture, DbCredentials,
 };
-use healthetl::warehouse::redshift::staging::PartWriter;
+use healthetl::warehouse::redshift::staging::{CHUNK, PartPlan, PartStream, Piece};
 use healthetl::warehouse::redshift::{
     Redshift, RedshiftOnly, RedshiftSettings, RetryPolicy, StatementFuture, sql,
 };
 use healthetl::warehouse::{Loader, Postgres};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio_postgres::Transaction;
 
 const BUCKET: &str = "healthetl-landing";
@@ -72,6 +74,8 @@ struct RedshiftOnlyStandIn {
     manifests: Mutex<Vec<String>>,
     parts_seen: Mutex<Vec<usize>>,
     compressions: Mutex<Vec<PartCompression>>,
+    /// The ETag of every part read: a multipart upload's ends in `-<pieces>`.
+    part_etags: Mutex<Vec<String>>,
 }
 
 impl RedshiftOnlyStandIn {
@@ -83,6 +87,7 @@ impl RedshiftOnlyStandIn {
             manifests: Mutex::new(Vec::new()),
             parts_seen: Mutex::new(Vec::new()),
             compressions: Mutex::new(Vec::new()),
+            part_etags: Mutex::new(Vec::new()),
         })
     }
 
@@ -130,7 +135,10 @@ impl RedshiftOnlyStandIn {
         let mut sink = Box::pin(sink);
         for entry in entries {
             assert_eq!(entry["mandatory"], true, "{entry}");
-            let part = self.get(entry["url"].as_str().expect("entry url")).await;
+            let (part, etag) = self
+                .get_with_etag(entry["url"].as_str().expect("entry url"))
+                .await;
+            self.part_etags.lock().unwrap().push(etag);
             let csv = decompress(&part, compression);
             sink.send(Bytes::from(csv)).await?;
         }
@@ -139,6 +147,10 @@ impl RedshiftOnlyStandIn {
     }
 
     async fn get(&self, url: &str) -> Vec<u8> {
+        self.get_with_etag(url).await.0
+    }
+
+    async fn get_with_etag(&self, url: &str) -> (Vec<u8>, String) {
         let (bucket, key) = url
             .strip_prefix("s3://")
             .and_then(|r| r.split_once('/'))
@@ -151,7 +163,11 @@ impl RedshiftOnlyStandIn {
             .send()
             .await
             .unwrap_or_else(|e| panic!("stand-in: GetObject {url}: {e:?}"));
-        out.body.collect().await.expect("object body").to_vec()
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        (
+            out.body.collect().await.expect("object body").to_vec(),
+            etag,
+        )
     }
 }
 
@@ -234,7 +250,6 @@ impl World {
                 first_delay: Duration::from_millis(20),
                 max_delay: Duration::from_millis(100),
             },
-            work_dir: self.tmp.path().join("parts"),
             part_compression: PartCompression::default(),
         }
     }
@@ -265,6 +280,24 @@ impl World {
 
     async fn staged_keys(&self) -> Vec<String> {
         self.moto.list(BUCKET, "staging/").await
+    }
+
+    /// Multipart uploads begun under `staging/` and neither completed nor aborted.
+    async fn open_uploads(&self) -> Vec<String> {
+        let listed = self
+            .moto
+            .s3
+            .list_multipart_uploads()
+            .bucket(BUCKET)
+            .prefix("staging/")
+            .send()
+            .await
+            .expect("ListMultipartUploads");
+        listed
+            .uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_string))
+            .collect()
     }
 }
 
@@ -478,6 +511,31 @@ DISTSTYLE ALL
 COMPOUND SORTKEY ("table_name", "object_identity")
 ENCODE AUTO;
 
+CREATE TABLE IF NOT EXISTS "etl"."load_attempts" (
+    "attempt_id" BIGINT IDENTITY(1,1) NOT NULL,
+    "source" VARCHAR(4096) NOT NULL,
+    "object_identity" VARCHAR(1024) NOT NULL,
+    "table_name" VARCHAR(256),
+    "status" VARCHAR(64) NOT NULL,
+    "reason" VARCHAR(128),
+    "error" VARCHAR(16000),
+    "load_id" BIGINT,
+    "rows_read" BIGINT NOT NULL,
+    "rows_loaded" BIGINT NOT NULL,
+    "rows_unchanged" BIGINT NOT NULL,
+    "rows_rejected" BIGINT NOT NULL,
+    "rows_duplicate" BIGINT NOT NULL,
+    "rejects" VARCHAR(4096),
+    "forced" BOOLEAN NOT NULL,
+    "started_at" TIMESTAMPTZ NOT NULL,
+    "finished_at" TIMESTAMPTZ NOT NULL,
+    "duration_ms" BIGINT NOT NULL,
+    PRIMARY KEY ("attempt_id")
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY ("finished_at")
+ENCODE AUTO;
+
 CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_patient" (held BOOLEAN);
 
 CREATE TABLE IF NOT EXISTS "etl"."load_lock_dim_physician" (held BOOLEAN);
@@ -499,7 +557,7 @@ CREATE TABLE IF NOT EXISTS "etl"."load_lock_fact_table" (held BOOLEAN);
 CREATE TABLE IF NOT EXISTS "etl"."load_lock_data_dictionary" (held BOOLEAN)"#;
 
 #[test]
-fn init_emits_the_golden_redshift_ddl_for_every_table_and_the_ledger() {
+fn init_emits_the_golden_redshift_ddl_for_every_table_the_ledger_and_the_attempts() {
     assert_eq!(sql::init_statements().join(";\n\n"), GOLDEN_INIT);
 }
 
@@ -632,14 +690,25 @@ fn tricky_expected() -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-/// Cast `rows` of `table` (header = its source names) into part files, as the Redshift pipeline does.
-fn stage(table: &str, rows: &[Vec<&str>], dir: &Path, parts: usize) -> Vec<Vec<u8>> {
+/// Cast `rows` of `table` (header = its source names) into compressed parts, as the Redshift pipeline does; the
+/// parts' CSV.
+fn stage(table: &str, rows: &[Vec<&str>], parts: usize) -> Vec<Vec<u8>> {
     let t = SCHEMA.by_name(table).unwrap();
     let sources: Vec<&str> = t.columns.iter().map(|c| c.source).collect();
     let header = OwnedFields::from_strs(&sources);
     let map = map_header(t, &header.as_fields()).unwrap();
     let caster = RowCaster::<Csv>::with_format(t, &map);
-    let mut writer = PartWriter::new(dir, parts, PartCompression::Zstd).unwrap();
+    let pieces = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = pieces.clone();
+    let plan = PartPlan::new(parts, None, Default::default());
+    let mut writer = PartStream::new(
+        plan,
+        PartCompression::Zstd,
+        Box::new(move |piece| {
+            out.lock().unwrap().push(piece);
+            true
+        }),
+    );
     for (i, row) in rows.iter().enumerate() {
         let fields = OwnedFields::from_strs(row);
         let record = Record {
@@ -654,12 +723,23 @@ fn stage(table: &str, rows: &[Vec<&str>], dir: &Path, parts: usize) -> Vec<Vec<u
         end_csv_row(writer.buffer(), i as u64 + 2);
         writer.end_row().unwrap();
     }
-    writer
-        .finish()
-        .unwrap()
-        .iter()
-        .map(|p| decompress(&std::fs::read(&p.path).unwrap(), PartCompression::Zstd))
-        .collect()
+    writer.finish().unwrap();
+    let mut csv = Vec::new();
+    let mut part = Vec::new();
+    for piece in pieces.lock().unwrap().drain(..) {
+        match piece {
+            Piece::Chunk { bytes, .. } => part.extend_from_slice(&bytes),
+            Piece::Last { bytes, .. } => {
+                part.extend_from_slice(&bytes);
+                csv.push(decompress(
+                    &std::mem::take(&mut part),
+                    PartCompression::Zstd,
+                ));
+            }
+            Piece::Done { parts, .. } => assert_eq!(parts, csv.len()),
+        }
+    }
+    csv
 }
 
 /// COPY the CSV into a temporary copy of `table` (plus the line column) with the PostgreSQL-equivalent options.
@@ -696,12 +776,11 @@ async fn copy_back(
 #[tokio::test]
 async fn staged_text_reads_back_exactly_quotes_commas_newlines_unicode_and_nulls() {
     let db = TestDb::initialized("staged_text_round_trip").await;
-    let tmp = TempDir::new("staged_text_round_trip");
     let rows: Vec<Vec<&str>> = TRICKY
         .iter()
         .map(|(k, a, b, c)| vec![*k, *a, *b, *c])
         .collect();
-    let csv = stage("dim_transaction", &rows, tmp.path(), 2);
+    let csv = stage("dim_transaction", &rows, 2);
     let back = copy_back(
         &db.url,
         "dim_transaction",
@@ -716,7 +795,6 @@ async fn staged_text_reads_back_exactly_quotes_commas_newlines_unicode_and_nulls
 #[tokio::test]
 async fn staged_money_dates_and_keys_read_back_exactly() {
     let db = TestDb::initialized("staged_money_round_trip").await;
-    let tmp = TempDir::new("staged_money_round_trip");
     let row = |pk: &'static str, post: &'static str, money: [&'static str; 5]| {
         vec![
             pk, "-2", "3", post, "", "5", "6", "7", "8", "000123", "9", money[0], money[1],
@@ -736,7 +814,7 @@ async fn staged_money_dates_and_keys_read_back_exactly() {
         ),
         row("9223372036854775807", "2019-12-31", ["", "", "", "", ""]),
     ];
-    let csv = stage("fact_table", &rows, tmp.path(), 3);
+    let csv = stage("fact_table", &rows, 3);
     let back = copy_back(
         &db.url,
         "fact_table",
@@ -948,6 +1026,97 @@ async fn a_large_file_is_staged_as_several_parts_and_loaded_once() {
     let load_id: i64 = scalar(&world.db.url, "SELECT load_id FROM etl.load_log").await;
     assert_eq!(report.load_id, Some(load_id));
     assert!(world.staged_keys().await.is_empty());
+}
+
+/// A dimPatient file of `rows` rows whose text hardly compresses (hex of a xorshift sequence), about 170 bytes a
+/// row.
+fn incompressible_patients(rows: u64) -> String {
+    let mut text = String::from(
+        "dimPatientPK,PatientNumber,FirstName,LastName,Email,PatientGender,PatientAge,City,State\n",
+    );
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 1..=rows {
+        text.push_str(&format!(
+            "{i},{i:08},{:016x}{:016x},{:016x},{:016x}@example.com,F,{},{:016x}{:016x},TX\n",
+            next(),
+            next(),
+            next(),
+            next(),
+            i % 100,
+            next(),
+            next()
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn parts_stream_to_s3_as_multipart_uploads_and_every_row_arrives_whole() {
+    let world = World::new("redshift_multipart").await;
+    let rows = 180_000;
+    let text = incompressible_patients(rows);
+    assert!(text.len() > 4 * CHUNK, "{} bytes", text.len());
+    let path = world.tmp.write("dimPatient.csv", &text);
+    let settings = RedshiftSettings {
+        parts: Some(2),
+        ..world.settings()
+    };
+    let mut rs = world.redshift_with(settings);
+    let report = load(&mut rs, &path, &world.options()).await;
+    assert_eq!(report.status, Status::Loaded, "{report:?}");
+    assert_eq!(report.rows_loaded, rows);
+    assert_eq!(world.stand_in.parts_seen.lock().unwrap().clone(), vec![2]);
+    let etags = world.stand_in.part_etags.lock().unwrap().clone();
+    assert_eq!(etags.len(), 2);
+    for etag in &etags {
+        let pieces: u32 = etag
+            .trim_matches('"')
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{etag} is not a multipart upload's ETag"));
+        assert!(pieces >= 2, "{etag}");
+    }
+    // Every row arrived whole: the stored text hashes to the file's.
+    let stored: String = scalar(
+        &world.db.url,
+        "SELECT encode(sha256(convert_to(string_agg(concat_ws(',', dim_patient_pk, patient_number, first_name, \
+         last_name, email, patient_gender, patient_age, city, state), E'\\n' ORDER BY dim_patient_pk) || E'\\n', \
+         'UTF8')), 'hex') FROM health.dim_patient",
+    )
+    .await;
+    let body = text.split_once('\n').unwrap().1;
+    assert_eq!(stored, hex(&Sha256::digest(body.as_bytes())));
+    assert!(world.staged_keys().await.is_empty(), "staging is removed");
+    assert!(world.open_uploads().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_staging_upload_fails_the_object_and_leaves_nothing() {
+    let world = World::new("redshift_staging_fails").await;
+    let path = world
+        .tmp
+        .write("dimPatient.csv", incompressible_patients(60_000));
+    // A bucket that does not exist: the multipart upload is refused once the first piece is full.
+    let settings = RedshiftSettings {
+        staging_bucket: Some("no-such-bucket".into()),
+        parts: Some(1),
+        ..world.settings()
+    };
+    let mut rs = world.redshift_with(settings);
+    let report = load(&mut rs, &path, &world.options()).await;
+    assert_eq!(report.status, Status::Failed, "{report:?}");
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("s3://no-such-bucket/staging/"), "{error}");
+    assert!(!error.contains("example.com"), "no row contents: {error}");
+    assert!(world.stand_in.manifests().is_empty());
+    assert_eq!(world.db.count("health.dim_patient").await, 0);
+    assert_eq!(world.db.ledger_rows().await, 0);
 }
 
 #[tokio::test]

@@ -180,7 +180,6 @@ impl Connector {
                     staging_prefix: config.staging_prefix.clone(),
                     parts: r.parts,
                     retry: RetryPolicy::default(),
-                    work_dir: std::env::temp_dir().join("healthetl-parts"),
                     part_compression: r.part_compression,
                 };
                 let redshift = Redshift::new(connection, s3, settings);

@@ -29,7 +29,7 @@ pub enum WarehouseError {
         /// The server's message and SQLSTATE (only the SQLSTATE for data errors, which may quote row values).
         detail: String,
     },
-    /// Staging the rows (local part files, S3) failed.
+    /// Staging the rows (compressing the parts, uploading them to S3) failed.
     #[error("staging in S3 failed: {0}")]
     Staging(String),
     /// The work before the commit (publishing rejected rows) failed: the load was rolled back.
@@ -73,5 +73,18 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         }
         None if e.is_closed() => "the connection was closed".to_string(),
         None => e.to_string(),
+    }
+}
+
+impl WarehouseError {
+    /// The category an attempt that failed with this error is recorded under.
+    pub fn reason(&self) -> crate::pipeline::Reason {
+        use crate::pipeline::Reason;
+        match self {
+            WarehouseError::Staging(_) => Reason::Staging,
+            WarehouseError::BeforeCommit(_) => Reason::Quarantine,
+            WarehouseError::Deadline(_) => Reason::Deadline,
+            _ => Reason::Warehouse,
+        }
     }
 }

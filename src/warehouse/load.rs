@@ -2,6 +2,8 @@
 //! [`RowSink`]) and the facts that cross it (ledger entry, committed load, outcome). The pipeline names no dialect;
 //! a dialect names no pipeline type.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -38,12 +40,127 @@ pub trait Loader: Send {
     /// The live client for read-only queries (the dashboard), connecting if needed.
     fn client(&mut self) -> BoxFuture<'_, Result<&mut Client, WarehouseError>>;
 
-    /// Begin loading one object into `request.table`. `None` when the ledger already has it (by its quick identity
-    /// or, when known before reading, its content) and the load is not forced: nothing was changed.
+    /// Begin loading one object into `request.table`. [`Begun::Skip`] when the ledger already has it (by its quick
+    /// identity or, when known before reading, its content) and the load is not forced: nothing was changed.
     fn begin<'a>(
         &'a mut self,
         request: BeginLoad<'a>,
-    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>>;
+    ) -> BoxFuture<'a, Result<Begun<'a>, WarehouseError>>;
+
+    /// Record one attempt in `etl.load_attempts`, in a transaction of its own (autocommit): after a failed load's
+    /// rollback, or a refusal that never reached the warehouse.
+    fn record_attempt<'a>(
+        &'a mut self,
+        attempt: &'a AttemptRecord<'a>,
+    ) -> BoxFuture<'a, Result<(), WarehouseError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let params = attempt.params();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            client
+                .execute(&super::attempt_insert_sql(), &params)
+                .await
+                .map(|_| ())
+                .map_err(WarehouseError::db("recording the attempt"))
+        })
+    }
+}
+
+/// How [`Loader::begin`] went.
+pub enum Begun<'a> {
+    /// The load is open.
+    Load(Box<dyn Load + 'a>),
+    /// The ledger has the object already: the load it duplicates.
+    Skip {
+        /// That load's ledger row.
+        load_id: i64,
+    },
+}
+
+/// One attempt, as `etl.load_attempts` records it. Never row contents: `error` names files, lines and columns.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    /// The object's URI or path.
+    pub source: &'a str,
+    /// Its quick identity (empty when it was never opened).
+    pub identity: &'a str,
+    /// The table, once routed.
+    pub table: Option<&'a str>,
+    /// `loaded`, `skipped`, `refused` or `failed`.
+    pub status: &'a str,
+    /// The category of a refusal or failure.
+    pub reason: Option<&'a str>,
+    /// The error.
+    pub error: Option<&'a str>,
+    /// The ledger row committed, or the one a skipped object duplicates.
+    pub load_id: Option<i64>,
+    /// Row figures.
+    pub rows_read: u64,
+    /// Rows written.
+    pub rows_loaded: u64,
+    /// Rows identical to the stored ones.
+    pub rows_unchanged: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// Rows replaced by a later row of the same key.
+    pub rows_duplicate: u64,
+    /// Where the rejected rows are.
+    pub rejects: Option<&'a str>,
+    /// Tried past the ledger.
+    pub forced: bool,
+    /// When it began and ended.
+    pub started: std::time::SystemTime,
+    /// When it ended.
+    pub finished: std::time::SystemTime,
+}
+
+/// The longest error text an attempt keeps (the column's limit, in bytes).
+pub const ATTEMPT_ERROR_BYTES: usize = 4000;
+
+impl AttemptRecord<'_> {
+    /// The insert's parameters, in [`super::attempt_insert_sql`]'s order.
+    fn params(&self) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let at = |t: std::time::SystemTime| crate::calendar::timestamptz(t);
+        vec![
+            Box::new(self.source.to_string()),
+            Box::new(self.identity.to_string()),
+            Box::new(self.table.map(str::to_string)),
+            Box::new(self.status.to_string()),
+            Box::new(self.reason.map(str::to_string)),
+            Box::new(self.error.map(|e| clip(e, ATTEMPT_ERROR_BYTES))),
+            Box::new(self.load_id),
+            Box::new(count(self.rows_read)),
+            Box::new(count(self.rows_loaded)),
+            Box::new(count(self.rows_unchanged)),
+            Box::new(count(self.rows_rejected)),
+            Box::new(count(self.rows_duplicate)),
+            Box::new(self.rejects.map(str::to_string)),
+            Box::new(self.forced),
+            Box::new(at(self.started)),
+            Box::new(at(self.finished)),
+            Box::new(
+                self.finished
+                    .duration_since(self.started)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+        ]
+    }
+}
+
+/// `text` cut to at most `bytes` bytes on a character boundary, saying so with a trailing `…` when cut.
+pub fn clip(text: &str, bytes: usize) -> String {
+    if text.len() <= bytes {
+        return text.to_string();
+    }
+    let mut end = bytes.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// What a load is for.
@@ -129,10 +246,19 @@ pub trait RowSink: Send {
     fn finish(&mut self) -> Result<(), SinkError>;
 }
 
+/// How far the parsing thread has read its object: bytes as stored (before decompression), of `size` when known.
+#[derive(Debug, Clone, Default)]
+pub struct ReadProgress {
+    /// The object's stored size.
+    pub size: Option<u64>,
+    /// Stored bytes read so far (a little ahead of the rows cast: the reader buffers).
+    pub read: Arc<AtomicU64>,
+}
+
 /// One object's open load. Dropping it without [`Load::commit`] rolls everything back.
 pub trait Load: Send {
-    /// The sink for this load's rows (called once, before any row is cast).
-    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError>;
+    /// The sink for this load's rows (called once, before any row is cast); `progress` follows the reading.
+    fn sink(&mut self, progress: ReadProgress) -> Result<Box<dyn RowSink>, WarehouseError>;
 
     /// Take rows while the sink is written to, until it finishes or is dropped (streaming dialects); others
     /// return at once and take the rows at commit.
@@ -146,10 +272,22 @@ pub trait Load: Send {
     ) -> BoxFuture<'b, Result<LoadOutcome, WarehouseError>>
     where
         Self: 'b;
+
+    /// The load will not be committed (its object was refused, or failed, after the rows were taken): remove what
+    /// it wrote outside the warehouse (staged objects). Dropping it instead leaves those to the staging prefix's
+    /// lifecycle rule.
+    fn abandon<'b>(self: Box<Self>) -> BoxFuture<'b, ()>
+    where
+        Self: 'b,
+    {
+        Box::pin(async move { drop(self) })
+    }
 }
 
 /// What a commit needs from the pipeline.
 pub struct Commit<'a> {
+    /// Roll back instead of committing (after everything else, `before_commit` excepted, has run).
+    pub dry_run: bool,
     /// Whether duplicate keys may have been written (keys were not strictly increasing).
     pub dedupe: bool,
     /// The ledger facts.
@@ -253,7 +391,10 @@ pub enum LoadOutcome {
     Loaded(Committed),
     /// The ledger already had this object, by its quick identity or its content (another worker loaded it
     /// meanwhile, or the same bytes arrived under another name or compression).
-    AlreadyLoaded,
+    AlreadyLoaded {
+        /// The load it duplicates.
+        load_id: i64,
+    },
 }
 
 /// Work that must succeed before a load commits — publishing its rejected rows and report, so that a committed

@@ -131,7 +131,10 @@ pub async fn add_missing_columns(
     from_version: Option<i64>,
 ) -> Result<Migrated, WarehouseError> {
     let mut added = Vec::new();
-    for table in SCHEMA.all_tables().chain([&SCHEMA.ledger]) {
+    for table in SCHEMA
+        .all_tables()
+        .chain([&SCHEMA.ledger, &SCHEMA.attempts])
+    {
         let live: Vec<String> = tx
             .query(live_columns_sql(), &[&table.schema, &table.name.as_str()])
             .await

@@ -18,8 +18,9 @@ use crate::schema::{ColumnType, SCHEMA, quote_ident};
 pub use connect::{ConnectPlan, Connector, connect};
 pub use error::{WarehouseError, describe};
 pub use load::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader, MergeTally,
-    NothingBeforeCommit, RowCounts, RowEncoding, RowSink, SinkError, statement_timeout_sql,
+    ATTEMPT_ERROR_BYTES, AttemptRecord, BeforeCommit, BeginLoad, Begun, Commit, Committed,
+    LedgerEntry, Load, LoadOutcome, Loader, MergeTally, NothingBeforeCommit, ReadProgress,
+    RowCounts, RowEncoding, RowSink, SinkError, statement_timeout_sql,
 };
 pub use postgres::Postgres;
 pub use redshift::Redshift;
@@ -151,6 +152,19 @@ pub const LINE_COLUMN: &str = "_source_line";
 /// The fully qualified ledger table.
 pub fn ledger() -> String {
     SCHEMA.ledger.qualified()
+}
+
+/// Record one attempt (both dialects; parameters as [`AttemptRecord`] lists them).
+pub fn attempt_insert_sql() -> String {
+    format!(
+        "INSERT INTO {} (source, object_identity, table_name, status, reason, error, load_id, rows_read, \
+         rows_loaded, rows_unchanged, rows_rejected, rows_duplicate, rejects, forced, started_at, finished_at, \
+         duration_ms) \
+         VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::VARCHAR, $6::VARCHAR, $7::BIGINT, \
+         $8::BIGINT, $9::BIGINT, $10::BIGINT, $11::BIGINT, $12::BIGINT, $13::VARCHAR, $14::BOOLEAN, \
+         $15::VARCHAR::TIMESTAMPTZ, $16::VARCHAR::TIMESTAMPTZ, $17::BIGINT)",
+        SCHEMA.attempts.qualified()
+    )
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::connection::Connection;
 use super::error::WarehouseError;
 use super::load::{
-    BeginLoad, Commit, Committed, Load, LoadOutcome, Loader, MergeTally, RowEncoding, RowSink,
-    SinkError,
+    BeginLoad, Begun, Commit, Committed, Load, LoadOutcome, Loader, MergeTally, ReadProgress,
+    RowEncoding, RowSink, SinkError,
 };
 use super::migrate::{self, Migrated};
 use super::tls::tls_connection;
@@ -124,7 +124,7 @@ impl Postgres {
     async fn begin_load<'a>(
         &'a mut self,
         request: BeginLoad<'_>,
-    ) -> Result<Option<PgLoad<'a>>, WarehouseError> {
+    ) -> Result<Result<PgLoad<'a>, i64>, WarehouseError> {
         let table = request.table;
         let timeout = super::statement_timeout_sql(request.deadline)?;
         // The load's first statement on a connection kept from an earlier load: a server that ended the session
@@ -165,8 +165,8 @@ impl Postgres {
                 )
                 .await
                 .map_err(WarehouseError::db("reading the ledger"))?;
-            if seen.is_some() {
-                return Ok(None);
+            if let Some(row) = seen {
+                return Ok(Err(row.get::<_, i64>(0)));
             }
         }
         let append_above = if supports_direct_append(table) {
@@ -196,7 +196,7 @@ impl Postgres {
             } else {
                 None
             };
-        Ok(Some(PgLoad {
+        Ok(Ok(PgLoad {
             tx,
             table,
             binary: self.copy_format == PgCopyFormat::Binary,
@@ -241,12 +241,12 @@ impl Loader for Postgres {
     fn begin<'a>(
         &'a mut self,
         request: BeginLoad<'a>,
-    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>> {
+    ) -> BoxFuture<'a, Result<Begun<'a>, WarehouseError>> {
         Box::pin(async move {
-            Ok(self
-                .begin_load(request)
-                .await?
-                .map(|load| Box::new(load) as Box<dyn Load + 'a>))
+            Ok(match self.begin_load(request).await? {
+                Ok(load) => Begun::Load(Box::new(load)),
+                Err(load_id) => Begun::Skip { load_id },
+            })
         })
     }
 }
@@ -401,13 +401,14 @@ impl PgLoad<'_> {
     /// content, everything is rolled back.
     async fn commit_load(self, commit: Commit<'_>) -> Result<LoadOutcome, WarehouseError> {
         let Commit {
+            dry_run,
             dedupe,
             entry,
             before_commit,
         } = commit;
         if !entry.forced
             && entry.content_sha256.is_some()
-            && self
+            && let Some(row) = self
                 .tx
                 .query_opt(
                     &ledger_lookup_sql(),
@@ -415,9 +416,10 @@ impl PgLoad<'_> {
                 )
                 .await
                 .map_err(WarehouseError::db("reading the ledger"))?
-                .is_some()
         {
-            return Ok(LoadOutcome::AlreadyLoaded);
+            return Ok(LoadOutcome::AlreadyLoaded {
+                load_id: row.get(0),
+            });
         }
         let rows = LoadRows {
             appended: self.appended > 0,
@@ -506,6 +508,13 @@ impl PgLoad<'_> {
             rows,
             quality,
         };
+        if dry_run {
+            self.tx
+                .rollback()
+                .await
+                .map_err(WarehouseError::db("rolling the dry run back"))?;
+            return Ok(LoadOutcome::Loaded(done));
+        }
         before_commit
             .before_commit(&done)
             .await
@@ -547,7 +556,7 @@ async fn finish(mut sink: Sink, binary: bool) -> Result<u64, WarehouseError> {
 }
 
 impl<'a> Load for PgLoad<'a> {
-    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
+    fn sink(&mut self, _progress: ReadProgress) -> Result<Box<dyn RowSink>, WarehouseError> {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         self.chunks = Some(rx);
         let columns = self.binary.then_some(self.table.columns.len());

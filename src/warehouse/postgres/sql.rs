@@ -14,6 +14,7 @@ pub fn init_statements() -> Vec<String> {
     stmts.extend(SCHEMA.all_tables().map(Table::create_sql));
     stmts.push(crate::warehouse::migrate::create_version_table_sql());
     stmts.push(SCHEMA.ledger.create_sql());
+    stmts.push(SCHEMA.attempts.create_sql());
     // Ledgers created before sources were TEXT held VARCHAR(2048): widening is a catalog change, no rewrite.
     // (Columns declared since a ledger was created are added by the migration, like every table's.)
     stmts.push(format!(
@@ -34,6 +35,10 @@ pub fn index_statements() -> Vec<String> {
         format!(
             "CREATE INDEX IF NOT EXISTS load_log_content ON {} (content_sha256, table_name)",
             ledger()
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS load_attempts_source ON {} (source, attempt_id)",
+            SCHEMA.attempts.qualified()
         ),
     ]
 }

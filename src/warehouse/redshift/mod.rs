@@ -1,4 +1,5 @@
-//! The Redshift loader: the object's cleaned rows, staged once as gzip CSV parts in S3, loaded in one transaction —
+//! The Redshift loader: the object's cleaned rows, streamed to S3 as compressed CSV parts while the object is
+//! parsed (staged once, whatever the retries), loaded in one transaction —
 //! lock, ledger check, temporary staging table, `COPY … FROM` the manifest, de-duplication, delete-then-insert,
 //! ledger row, commit — retried with backoff on serialization conflicts and broken connections, then the staged
 //! objects removed.
@@ -8,27 +9,28 @@ pub mod sql;
 pub mod staging;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio_postgres::{Client, SimpleQueryMessage, Transaction};
 
 use super::connection::Connection;
 use super::error::{WarehouseError, describe};
 use super::load::{
-    BeforeCommit, BeginLoad, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader, MergeTally,
-    RowEncoding, RowSink, SinkError,
+    BeforeCommit, BeginLoad, Begun, Commit, Committed, LedgerEntry, Load, LoadOutcome, Loader,
+    MergeTally, ReadProgress, RowEncoding, RowSink, SinkError,
 };
 use super::migrate::{self, Migrated};
 use super::{LedgerLimits, comment_columns_from_dictionary};
 use crate::calendar::timestamptz;
 use crate::schema::{Table, data_schema, etl_schema, quote_ident};
 use crate::transform::{KeyOrder, Quality, TransformStats, end_csv_row};
-use staging::{PartFile, PartWriter, StagedLoad, bucket_of, load_id};
+use staging::{
+    PartPlan, PartStream, Piece, StagedLoad, Step, StreamError, Uploader, bucket_of, load_id,
+};
 
 /// Parts per load when the slice count cannot be read (e.g. Serverless without access to `stv_slices`).
 pub const FALLBACK_PARTS: usize = 4;
@@ -102,8 +104,6 @@ pub struct RedshiftSettings {
     pub parts: Option<usize>,
     /// How a failed load transaction is retried.
     pub retry: RetryPolicy,
-    /// Local directory for part files while they are written.
-    pub work_dir: PathBuf,
     /// How the parts are compressed.
     pub part_compression: crate::config::PartCompression,
 }
@@ -167,15 +167,14 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AttemptErr
     move |error| AttemptError::Db { context, error }
 }
 
-/// One object's load: its staged part files and ledger facts.
+/// One object's load: its staged parts and ledger facts.
 struct LoadRequest<'a> {
-    /// Names the S3 folder of the parts.
-    pub load_id: &'a str,
-    /// The object's URI (its bucket is the default staging bucket).
-    pub uri: &'a str,
-    pub parts: &'a [PartFile],
+    /// The staged parts (`None`: the object had no rows).
+    pub staged: Option<&'a StagedLoad>,
     /// Whether duplicate keys may be staged (keys were not strictly increasing).
     pub dedupe: bool,
+    /// Roll back instead of committing.
+    pub dry_run: bool,
     pub entry: LedgerEntry<'a>,
     pub started: SystemTime,
     /// Run before the transaction commits; its failure rolls the load back (not retried here).
@@ -260,6 +259,10 @@ impl Redshift {
             .execute(&tx, &sql::create_ledger())
             .await
             .map_err(db("creating the ledger"))?;
+        server
+            .execute(&tx, &sql::create_attempts())
+            .await
+            .map_err(db("creating the attempts table"))?;
         for stmt in sql::create_load_locks() {
             tx.batch_execute(&stmt)
                 .await
@@ -283,19 +286,19 @@ impl Redshift {
         Ok(migrated)
     }
 
-    /// Whether the ledger already has this identity for this table: a cheap check before parsing and staging.
-    /// Best effort (`false` on any error): the check inside the load transaction is the one that counts.
+    /// The load that already has this identity for this table: a cheap check before parsing and staging. Best
+    /// effort (`None` on any error): the check inside the load transaction is the one that counts.
     async fn already_loaded(
         &mut self,
         table: &Table,
         identity: &str,
         content_sha256: Option<&str>,
-    ) -> bool {
+    ) -> Option<i64> {
         let client = match self.connection.client().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "ledger pre-check skipped");
-                return false;
+                return None;
             }
         };
         match client
@@ -305,10 +308,10 @@ impl Redshift {
             )
             .await
         {
-            Ok(row) => row.is_some(),
+            Ok(row) => row.map(|r| r.get(0)),
             Err(e) => {
                 tracing::warn!(error = %describe(&e), "ledger pre-check skipped");
-                false
+                None
             }
         }
     }
@@ -338,44 +341,14 @@ impl Redshift {
         n.clamp(1, MAX_PARTS)
     }
 
-    /// Upload the parts, load them in one transaction (retried), and remove the staged objects whatever happened.
+    /// Load the staged parts in one transaction (retried), and remove the staged objects whatever happened.
     async fn load(
         &mut self,
         table: &Table,
         request: &LoadRequest<'_>,
     ) -> Result<LoadOutcome, WarehouseError> {
-        let staged = if request.parts.is_empty() {
-            None
-        } else {
-            let bucket = self
-                .settings
-                .staging_bucket
-                .as_deref()
-                .or_else(|| bucket_of(request.uri))
-                .ok_or_else(|| {
-                    WarehouseError::Staging(format!(
-                        "{} is not in S3 and no STAGING_BUCKET is configured",
-                        request.uri
-                    ))
-                })?
-                .to_string();
-            let folder = format!("{}{}/", self.settings.staging_prefix, request.load_id);
-            tracing::debug!(bucket = %bucket, folder = %folder, parts = request.parts.len(),
-                bytes = request.parts.iter().map(|p| p.bytes).sum::<u64>(), "staging parts");
-            Some(
-                staging::upload(
-                    &self.s3,
-                    &bucket,
-                    &folder,
-                    request.parts,
-                    self.settings.part_compression,
-                )
-                .await
-                .map_err(WarehouseError::Staging)?,
-            )
-        };
-        let result = self.transaction(table, staged.as_ref(), request).await;
-        if let Some(staged) = &staged {
+        let result = self.transaction(table, request.staged, request).await;
+        if let Some(staged) = request.staged {
             staging::remove(&self.s3, staged).await;
         }
         result
@@ -467,16 +440,17 @@ impl Redshift {
             .await
             .map_err(db("taking the table's load lock"))?;
         if !entry.forced
-            && tx
+            && let Some(row) = tx
                 .query_opt(
                     &sql::ledger_lookup(),
                     &[&entry.identity, &table.name, &entry.content_sha256],
                 )
                 .await
                 .map_err(db("reading the ledger"))?
-                .is_some()
         {
-            return Ok(LoadOutcome::AlreadyLoaded);
+            return Ok(LoadOutcome::AlreadyLoaded {
+                load_id: row.get(0),
+            });
         }
         let mut orphans = None;
         let mut tally = MergeTally::default();
@@ -597,6 +571,12 @@ impl Redshift {
             rows,
             quality,
         };
+        if request.dry_run {
+            tx.rollback()
+                .await
+                .map_err(db("rolling the dry run back"))?;
+            return Ok(LoadOutcome::Loaded(done));
+        }
         request
             .before_commit
             .before_commit(&done)
@@ -635,7 +615,7 @@ impl Loader for Redshift {
     fn begin<'a>(
         &'a mut self,
         request: BeginLoad<'a>,
-    ) -> BoxFuture<'a, Result<Option<Box<dyn Load + 'a>>, WarehouseError>> {
+    ) -> BoxFuture<'a, Result<Begun<'a>, WarehouseError>> {
         Box::pin(async move {
             let table = request.table;
             // A local file has no bucket of its own: say so before it is read, not after it was cast.
@@ -646,70 +626,110 @@ impl Loader for Redshift {
                 )));
             }
             if !request.force
-                && self
+                && let Some(load_id) = self
                     .already_loaded(table, request.identity, request.content_sha256)
                     .await
             {
-                return Ok(None);
+                return Ok(Begun::Skip { load_id });
             }
             let wanted = self.parts_wanted().await;
             let started = SystemTime::now();
             let load_id = load_id(&table.name, request.identity, started);
-            let dir = self.settings.work_dir.join(&load_id);
-            Ok(Some(Box::new(RedshiftLoad {
+            let bucket = self
+                .settings
+                .staging_bucket
+                .as_deref()
+                .or_else(|| bucket_of(request.source))
+                .unwrap_or_default()
+                .to_string();
+            let folder = format!("{}{}/", self.settings.staging_prefix, load_id);
+            Ok(Begun::Load(Box::new(RedshiftLoad {
                 redshift: self,
                 table,
-                load_id,
-                dir,
+                bucket,
+                folder,
                 wanted,
                 started,
                 deadline: request.deadline,
-                parts: None,
-            }) as Box<dyn Load + 'a>))
+                pieces: None,
+                staged: None,
+            })))
         })
     }
 }
 
-/// One object's Redshift load: its rows go into gzip CSV part files while the object is parsed; the commit stages
-/// them in S3 and runs the load transaction. The part files are removed when the load ends, whatever happened.
+/// Pieces queued between the parsing thread and the uploader: with the one being filled and the one being
+/// uploaded, at most three pieces ([`staging::CHUNK`] each) are in memory.
+const PIECES_QUEUED: usize = 1;
+
+/// One object's Redshift load: its rows are compressed into parts while the object is parsed, and the parts
+/// stream to S3 meanwhile ([`Load::receive`]); the commit runs the load transaction on them. The staged objects
+/// are removed when the load ends, committed or abandoned.
 struct RedshiftLoad<'a> {
     redshift: &'a mut Redshift,
     table: &'static Table,
-    load_id: String,
-    dir: PathBuf,
+    bucket: String,
+    /// The parts' S3 folder, `<prefix><load_id>/`.
+    folder: String,
     wanted: usize,
     started: SystemTime,
     deadline: Option<std::time::Instant>,
-    /// The finished part files, sent by the sink when the last row is written.
-    parts: Option<oneshot::Receiver<Vec<PartFile>>>,
-}
-
-impl Drop for RedshiftLoad<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    /// The pieces the sink hands out, until [`Load::receive`] takes them.
+    pieces: Option<mpsc::Receiver<Piece>>,
+    /// What [`Load::receive`] staged (`None` inside: the object had no rows).
+    staged: Option<Option<StagedLoad>>,
 }
 
 impl Load for RedshiftLoad<'_> {
-    fn sink(&mut self) -> Result<Box<dyn RowSink>, WarehouseError> {
-        let parts = PartWriter::new(
-            &self.dir,
-            self.wanted,
+    fn sink(&mut self, progress: ReadProgress) -> Result<Box<dyn RowSink>, WarehouseError> {
+        let (tx, rx) = mpsc::channel(PIECES_QUEUED);
+        self.pieces = Some(rx);
+        let plan = PartPlan::new(self.wanted, progress.size, progress.read);
+        let parts = PartStream::new(
+            plan,
             self.redshift.settings.part_compression,
-        )
-        .map_err(|e| WarehouseError::Staging(format!("cannot write staged parts: {e}")))?;
-        let (tx, rx) = oneshot::channel();
-        self.parts = Some(rx);
+            Box::new(move |piece| tx.blocking_send(piece).is_ok()),
+        );
         Ok(Box::new(PartSink {
             parts: Some(parts),
-            done: Some(tx),
             last_key: None,
             scratch: Vec::new(),
         }))
     }
 
+    /// Upload the pieces as they come; on any failure (or rows that end early) abort and remove what was staged.
     fn receive(&mut self) -> BoxFuture<'_, Result<(), WarehouseError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            let Some(mut pieces) = self.pieces.take() else {
+                return Ok(());
+            };
+            let mut uploader = Uploader::new(
+                self.redshift.s3.clone(),
+                &self.bucket,
+                &self.folder,
+                self.redshift.settings.part_compression,
+            );
+            let failure = loop {
+                let Some(piece) = pieces.recv().await else {
+                    break "the rows ended before the last part was staged".to_string();
+                };
+                match uploader.take(piece).await {
+                    Ok(Step::More) => {}
+                    Ok(Step::Done(staged)) => {
+                        if let Some(staged) = &staged {
+                            tracing::debug!(bucket = %staged.bucket, folder = %self.folder,
+                                parts = staged.keys.len() - 1, bytes = staged.bytes, "parts staged");
+                        }
+                        self.staged = Some(staged);
+                        return Ok(());
+                    }
+                    Err(e) => break e,
+                }
+            };
+            drop(pieces);
+            uploader.abandon().await;
+            Err(WarehouseError::Staging(failure))
+        })
     }
 
     fn commit<'b>(
@@ -720,17 +740,15 @@ impl Load for RedshiftLoad<'_> {
         Self: 'b,
     {
         Box::pin(async move {
-            let parts = match self.parts.take() {
-                Some(rx) => rx.await.map_err(|_| {
-                    WarehouseError::Staging("the staged parts were not finished".into())
-                })?,
-                None => Vec::new(),
+            let Some(staged) = self.staged.take() else {
+                return Err(WarehouseError::Staging(
+                    "the staged parts were not finished".into(),
+                ));
             };
             let request = LoadRequest {
-                load_id: &self.load_id,
-                uri: commit.entry.source,
-                parts: &parts,
+                staged: staged.as_ref(),
                 dedupe: commit.dedupe,
+                dry_run: commit.dry_run,
                 entry: commit.entry.clone(),
                 started: self.started,
                 before_commit: commit.before_commit,
@@ -740,28 +758,41 @@ impl Load for RedshiftLoad<'_> {
             self.redshift.load(table, &request).await
         })
     }
+
+    fn abandon<'b>(mut self: Box<Self>) -> BoxFuture<'b, ()>
+    where
+        Self: 'b,
+    {
+        Box::pin(async move {
+            if let Some(Some(staged)) = self.staged.take() {
+                staging::remove(&self.redshift.s3, &staged).await;
+            }
+        })
+    }
 }
 
-/// The Redshift row sink: accepted rows as CSV into up to `wanted` gzip part files, noting whether keys stay
-/// strictly increasing (then the merge needs no de-duplication).
+/// The Redshift row sink: accepted rows as CSV into the compressed parts, noting whether keys stay strictly
+/// increasing (then the merge needs no de-duplication).
 struct PartSink {
-    parts: Option<PartWriter>,
-    done: Option<oneshot::Sender<Vec<PartFile>>>,
+    parts: Option<PartStream>,
     last_key: Option<KeyOrder>,
     /// Where rows written after the finish go (never: the pipeline writes none), instead of a panic.
     scratch: Vec<u8>,
 }
 
 impl PartSink {
-    fn writer(&mut self) -> Result<&mut PartWriter, SinkError> {
+    fn writer(&mut self) -> Result<&mut PartStream, SinkError> {
         self.parts
             .as_mut()
-            .ok_or_else(|| SinkError::Io("the part files are already finished".into()))
+            .ok_or_else(|| SinkError::Io("the staged parts are already finished".into()))
     }
 }
 
-fn part_error(e: std::io::Error) -> SinkError {
-    SinkError::Io(format!("cannot write staged parts: {e}"))
+fn part_error(e: StreamError) -> SinkError {
+    match e {
+        StreamError::Closed => SinkError::Closed,
+        StreamError::Io(e) => SinkError::Io(format!("cannot compress staged parts: {e}")),
+    }
 }
 
 impl RowSink for PartSink {
@@ -798,14 +829,10 @@ impl RowSink for PartSink {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        let Some(parts) = self.parts.take() else {
-            return Ok(());
-        };
-        let files = parts.finish().map_err(part_error)?;
-        if let Some(done) = self.done.take() {
-            let _ = done.send(files);
+        match self.parts.take() {
+            Some(parts) => parts.finish().map_err(part_error),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -128,6 +128,11 @@ pub fn create_ledger() -> String {
     create_table(&SCHEMA.ledger)
 }
 
+/// Every attempt's record, `etl.load_attempts`.
+pub fn create_attempts() -> String {
+    create_table(&SCHEMA.attempts)
+}
+
 /// Schemas, every table and the ledger; each statement is idempotent.
 pub fn init_statements() -> Vec<String> {
     let mut stmts = vec![
@@ -136,6 +141,7 @@ pub fn init_statements() -> Vec<String> {
     ];
     stmts.extend(SCHEMA.all_tables().map(create_table));
     stmts.push(create_ledger());
+    stmts.push(create_attempts());
     stmts.extend(create_load_locks());
     stmts
 }
@@ -425,8 +431,9 @@ mod tests {
     #[test]
     fn every_table_is_created_with_its_attributes() {
         let all = init_statements();
-        // Two schemas, every table, the ledger, and one load lock per table.
-        assert_eq!(all.len(), 2 + 2 * SCHEMA.all_tables().count() + 1);
+        // Two schemas, every table, the ledger, the attempts, and one load lock per table.
+        assert_eq!(all.len(), 2 + 2 * SCHEMA.all_tables().count() + 2);
+        assert!(all.iter().any(|s| s.contains(r#""etl"."load_attempts""#)));
         let lock = r#"CREATE TABLE IF NOT EXISTS "etl"."load_lock_fact_table" (held BOOLEAN)"#;
         assert!(all.iter().any(|s| s == lock));
         for t in &SCHEMA.tables {
