@@ -38,8 +38,16 @@ BUCKET = "bench-staging"
 ROLE = "arn:aws:iam::123456789012:role/healthetl-copy"
 
 
-def db_url():
-    return lp.ADMIN_URL.rsplit("/", 1)[0] + "/" + DB
+def db_url(binary=None):
+    """The bench database; a baseline build gets its own (its schema version may differ)."""
+    return lp.ADMIN_URL.rsplit("/", 1)[0] + "/" + DB + ("_baseline" if binary else "")
+
+
+def prepare_db(binary=None):
+    name = DB + ("_baseline" if binary else "")
+    lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
+    lp.run([binary or lp.BIN, "init"], env=dict(os.environ, DATABASE_URL=db_url(binary), RUST_LOG="warn"))
+    lp.psql(db_url(binary), "CREATE TABLE etl.load_lock_fact_table (held BOOLEAN)")
 
 
 def start_moto():
@@ -59,7 +67,7 @@ def fact_file(rows):
 
 
 def stage(fact, endpoint, compression, binary=None):
-    env = dict(os.environ, WAREHOUSE_DIALECT="redshift", REDSHIFT_PART_COMPRESSION=compression, DATABASE_URL=db_url(), REDSHIFT_COPY_ROLE_ARN=ROLE,
+    env = dict(os.environ, WAREHOUSE_DIALECT="redshift", REDSHIFT_PART_COMPRESSION=compression, DATABASE_URL=db_url(binary), REDSHIFT_COPY_ROLE_ARN=ROLE,
                STAGING_BUCKET=BUCKET, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
                AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1", RUST_LOG="warn", HEALTHETL_QUALITY="off")
     argv = [binary or lp.BIN, "load", "--json", "--force", "--rejects-dir", str(lp.OUT / "rejects"), str(fact)]
@@ -90,9 +98,10 @@ def compressors(fact):
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 4_000_000]
     lp.become_subreaper()
-    lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", f"CREATE DATABASE {DB}")
-    lp.run([lp.BIN, "init"], env=dict(os.environ, DATABASE_URL=db_url(), RUST_LOG="warn"))
-    lp.psql(db_url(), "CREATE TABLE etl.load_lock_fact_table (held BOOLEAN)")
+    baseline = os.environ.get("HEALTHETL_BASELINE_BIN")
+    prepare_db()
+    if baseline:
+        prepare_db(baseline)
     moto, endpoint = start_moto()
     results = []
     try:
@@ -100,7 +109,6 @@ def main():
             fact = fact_file(rows)
             mb = fact.stat().st_size / 1e6
             runs = [("zstd", None), ("gzip", None)]
-            baseline = os.environ.get("HEALTHETL_BASELINE_BIN")
             if baseline:
                 runs = [("zstd", baseline), ("zstd", None), ("zstd", baseline), ("zstd", None), ("gzip", None)]
             for compression, binary in runs:
@@ -110,7 +118,8 @@ def main():
         tools = compressors(fact_file(min(sizes)))
     finally:
         moto.kill()
-        lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)",
+                f"DROP DATABASE IF EXISTS {DB}_baseline WITH (FORCE)")
     print(f"{'rows':>9} {'parts':>5} {'build':>8} {'input MB':>9} {'wall s':>7} {'rows/s':>9} {'MB/s':>6} {'CPU s':>6} "
           f"{'MB/s/core':>9} {'CPU us/row':>10} {'RSS MB':>7}")
     for r in results:

@@ -8,8 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::pipeline::{LoadOptions, LoadReport, Reason, Status, load_routed, record_attempt};
-use crate::route::{Routed, route};
-use crate::schema::TableKind;
+use crate::route::Routed;
 use crate::source::Object;
 use crate::warehouse::{Connector, Loader};
 
@@ -37,6 +36,9 @@ pub enum CliError {
     #[error(transparent)]
     /// A report filter is malformed.
     Filter(#[from] crate::dashboard::FilterError),
+    #[error("{0}")]
+    /// Listing the bucket or sending to the queue failed.
+    Reconcile(String),
     #[error("{path}: {source}")]
     /// A local file or directory could not be read or written.
     Io {
@@ -200,12 +202,7 @@ fn is_csv(path: &Path) -> bool {
 }
 
 fn load_rank(path: &Path) -> u8 {
-    match route(&path.to_string_lossy()).map(|t| t.kind) {
-        Ok(TableKind::Dictionary) => 0,
-        Ok(TableKind::Dimension) => 1,
-        Ok(TableKind::Fact) => 2,
-        Ok(TableKind::Ledger) | Err(_) => 3,
-    }
+    crate::route::load_rank(&path.to_string_lossy())
 }
 
 /// `healthetl load`: every object gets a report; exit 0 when all were loaded or skipped.
@@ -400,6 +397,140 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
         out.push_str("dry run: everything was rolled back; the figures are what a load would do\n");
     }
     out
+}
+
+/// What `healthetl reconcile` does with the objects it finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconcileAction {
+    /// Only report them.
+    Report,
+    /// Load them here, through the Lambda's handler.
+    Load,
+    /// Send them to this queue as S3 notifications.
+    Enqueue(String),
+}
+
+/// `healthetl reconcile s3://bucket/prefix`: compare the prefix with the warehouse and report (or load, or
+/// enqueue) what was never loaded, loaded from an older version, or failed last. Exit 0 unless a load it ran was
+/// refused or failed (1), or it could not run (2).
+pub async fn reconcile(
+    target: &Target,
+    uri: &str,
+    action: &ReconcileAction,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let (bucket, prefix) = crate::reconcile::parse_uri(uri).map_err(CliError::Reconcile)?;
+    let config = target.config()?;
+    let mut warehouse = target.ready().await?;
+    let sdk = crate::aws::sdk_config().await;
+    let s3 = crate::aws::s3_client_from(&sdk);
+    let own = [
+        config.quarantine_prefix.as_str(),
+        config.staging_prefix.as_str(),
+    ];
+    let listed = crate::reconcile::list(&s3, &bucket, &prefix, &own)
+        .await
+        .map_err(CliError::Reconcile)?;
+    let found =
+        crate::reconcile::compare(warehouse.client().await?, &bucket, &prefix, listed).await?;
+    drop(warehouse);
+    let wanted: Vec<&crate::reconcile::Found> = found.iter().filter(|f| f.state.wanted()).collect();
+    let mut reports = Vec::new();
+    let mut enqueued = 0;
+    if !dry_run {
+        match action {
+            ReconcileAction::Report => {}
+            ReconcileAction::Load => {
+                let handler =
+                    crate::handler::Handler::from_config_with(config, target.connector.clone())
+                        .await?
+                        .with_metrics(false);
+                for f in &wanted {
+                    let event = crate::reconcile::notification(&bucket, f);
+                    let incoming = crate::event::parse_event(&event)
+                        .map_err(|e| CliError::Reconcile(e.to_string()))?;
+                    for outcome in handler.handle_incoming(&incoming, "reconcile").await {
+                        reports.extend(outcome.reports);
+                    }
+                }
+            }
+            ReconcileAction::Enqueue(queue_url) => {
+                let sqs = aws_sdk_sqs::Client::new(&sdk);
+                enqueued = crate::reconcile::enqueue(&sqs, queue_url, &bucket, &wanted)
+                    .await
+                    .map_err(CliError::Reconcile)?;
+            }
+        }
+    }
+    let count = |state: crate::reconcile::State| found.iter().filter(|f| f.state == state).count();
+    use crate::reconcile::State;
+    if json {
+        let out = serde_json::json!({
+            "bucket": bucket,
+            "prefix": prefix,
+            "objects": found,
+            "totals": {
+                "objects": found.len(),
+                "loaded": count(State::Loaded),
+                "never_loaded": count(State::NeverLoaded),
+                "older_version": count(State::OlderVersion),
+                "failed_last": count(State::FailedLast),
+                "refused_last": count(State::RefusedLast),
+            },
+            "dry_run": dry_run,
+            "enqueued": enqueued,
+            "loads": reports,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        let mut out = String::new();
+        for f in found.iter().filter(|f| f.state != State::Loaded) {
+            let state = serde_json::to_value(f.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{state:<14} {}{}",
+                crate::route::escape_text(&f.uri),
+                f.last_attempt
+                    .as_ref()
+                    .map(|a| format!("  (last attempt: {a})"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{} objects under s3://{bucket}/{prefix}: {} loaded, {} never loaded, {} from an older version, {} failed \
+             last, {} refused last",
+            found.len(),
+            count(State::Loaded),
+            count(State::NeverLoaded),
+            count(State::OlderVersion),
+            count(State::FailedLast),
+            count(State::RefusedLast),
+        );
+        match (action, dry_run) {
+            (ReconcileAction::Report, _) => {}
+            (_, true) => {
+                let _ = writeln!(out, "dry run: {} objects would be handed on", wanted.len());
+            }
+            (ReconcileAction::Enqueue(url), false) => {
+                let _ = writeln!(out, "{enqueued} notifications sent to {url}");
+            }
+            (ReconcileAction::Load, false) => out.push_str(&summary_text(&reports)),
+        }
+        print!("{out}");
+    }
+    let ok = reports
+        .iter()
+        .all(|r| matches!(r.status, Status::Loaded | Status::Skipped));
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `healthetl worker`: the same handler as the Lambda, fed from an SQS queue.

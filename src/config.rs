@@ -319,6 +319,8 @@ pub struct Config {
     /// The bucket for them (`QUARANTINE_BUCKET`); `None`: the object's own bucket. Rejected rows are patient data:
     /// a bucket of their own can have tighter access and retention.
     pub quarantine_bucket: Option<String>,
+    /// The landing queue (`LANDING_QUEUE_URL`): where a scheduled reconcile sends the notifications S3 never sent.
+    pub landing_queue_url: Option<String>,
     /// Where staged parts go (Redshift loads).
     pub staging_prefix: String,
     /// Set when the dialect is Redshift.
@@ -633,6 +635,7 @@ impl Config {
             reject_threshold,
             quarantine_prefix: prefix(get("QUARANTINE_PREFIX"), "quarantine/"),
             quarantine_bucket: get("QUARANTINE_BUCKET"),
+            landing_queue_url: get("LANDING_QUEUE_URL"),
             staging_prefix: prefix(get("STAGING_PREFIX"), "staging/"),
             redshift,
         })

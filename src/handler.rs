@@ -49,6 +49,9 @@ pub enum HandlerError {
     /// CloudFormation's custom resource request could not be answered (it times out the request then).
     #[error("{0}")]
     CustomResource(String),
+    /// A scheduled reconcile could not list, compare or send.
+    #[error("reconcile: {0}")]
+    Reconcile(String),
 }
 
 /// What happened to one message (one SQS message, one S3 record, one EventBridge event).
@@ -77,6 +80,8 @@ pub struct Handler {
     config: Config,
     work_dir: PathBuf,
     metrics: bool,
+    /// For the scheduled reconcile's notifications; built from the environment when first needed if unset.
+    sqs: Option<aws_sdk_sqs::Client>,
 }
 
 impl Handler {
@@ -97,8 +102,9 @@ impl Handler {
     ) -> Result<Handler, StartupError> {
         let sdk = crate::aws::sdk_config().await;
         let s3 = crate::aws::s3_client_from(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let warehouse = connector.with_aws(sdk, s3.clone()).connect(&config).await?;
-        Ok(Handler::new(s3, warehouse, config))
+        Ok(Handler::new(s3, warehouse, config).with_sqs(sqs))
     }
 
     /// A handler over a warehouse of any dialect (a [`crate::warehouse::Postgres`] or
@@ -117,7 +123,14 @@ impl Handler {
             config,
             work_dir: std::env::temp_dir().join("healthetl-rejects"),
             metrics: true,
+            sqs: None,
         }
+    }
+
+    /// Send the scheduled reconcile's notifications through `sqs`.
+    pub fn with_sqs(mut self, sqs: aws_sdk_sqs::Client) -> Handler {
+        self.sqs = Some(sqs);
+        self
     }
 
     /// Whether Embedded Metric Format records are written to stdout (on in Lambda; the worker turns it off so its
@@ -148,6 +161,9 @@ impl Handler {
     ) -> Result<Value, HandlerError> {
         if let Some(request) = crate::custom_resource::Request::parse(event) {
             return self.answer_custom_resource(&request).await;
+        }
+        if let Some(request) = crate::reconcile::Scheduled::parse(event) {
+            return self.reconcile(&request, request_id).await;
         }
         let incoming = parse_event(event)?;
         let outcomes = self
@@ -387,6 +403,60 @@ impl Handler {
             .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
     }
 
+    /// A scheduled reconcile: list the prefix, compare it with the warehouse, and send what was never loaded,
+    /// loaded from an older version, or failed last to the landing queue as S3 notifications (the function then
+    /// loads them as any others; one already loaded meanwhile is skipped by the ledger, so running it twice is
+    /// harmless). Logs one line with the figures (never object contents).
+    pub async fn reconcile(
+        &self,
+        request: &crate::reconcile::Scheduled,
+        request_id: &str,
+    ) -> Result<Value, HandlerError> {
+        let fail = |e: String| HandlerError::Reconcile(e);
+        let queue_url = self
+            .config
+            .landing_queue_url
+            .clone()
+            .ok_or_else(|| fail("LANDING_QUEUE_URL is not set".into()))?;
+        let (bucket, prefix) = crate::reconcile::parse_uri(&request.uri).map_err(fail)?;
+        let own = [
+            self.config.quarantine_prefix.as_str(),
+            self.config.staging_prefix.as_str(),
+        ];
+        let listed = crate::reconcile::list(&self.s3, &bucket, &prefix, &own)
+            .await
+            .map_err(fail)?;
+        let found = {
+            let mut state = self.warehouse.lock().await;
+            if !state.ready {
+                ensure_schema(state.warehouse.as_mut())
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                state.ready = true;
+            }
+            let client = state
+                .warehouse
+                .client()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            crate::reconcile::compare(client, &bucket, &prefix, listed)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+        };
+        let wanted: Vec<&crate::reconcile::Found> =
+            found.iter().filter(|f| f.state.wanted()).collect();
+        let sqs = match &self.sqs {
+            Some(sqs) => sqs.clone(),
+            None => aws_sdk_sqs::Client::new(&crate::aws::sdk_config().await),
+        };
+        let sent = crate::reconcile::enqueue(&sqs, &queue_url, &bucket, &wanted)
+            .await
+            .map_err(fail)?;
+        tracing::info!(request_id, bucket = %bucket, prefix = %escape_text(&prefix), objects = found.len(),
+            enqueued = sent, "reconciled");
+        Ok(json!({ "objects": found.len(), "enqueued": sent }))
+    }
+
     /// Where an object's rejected rows are published: `s3://<quarantine bucket>/<quarantine prefix><key>.rejects.csv`.
     fn rejects_uri(&self, object: &ObjectRef) -> String {
         let bucket = self
@@ -569,6 +639,7 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
         json!({"Name": "RowsLoaded", "Unit": "Count"}),
         json!({"Name": "RowsUnchanged", "Unit": "Count"}),
         json!({"Name": "RowsRejected", "Unit": "Count"}),
+        json!({"Name": "ObjectsLoaded", "Unit": "Count"}),
         json!({"Name": "ObjectsRefused", "Unit": "Count"}),
         json!({"Name": "LoadDurationMs", "Unit": "Milliseconds"}),
     ];
@@ -577,6 +648,10 @@ pub fn emf_record(report: &LoadReport, table: &str, timestamp_ms: u128) -> Value
     values.insert("RowsLoaded".into(), json!(report.rows_loaded));
     values.insert("RowsUnchanged".into(), json!(report.rows_unchanged));
     values.insert("RowsRejected".into(), json!(report.rows_rejected));
+    values.insert(
+        "ObjectsLoaded".into(),
+        json!(u8::from(report.status == Status::Loaded)),
+    );
     values.insert(
         "ObjectsRefused".into(),
         json!(u8::from(report.status == Status::Refused)),

@@ -26,6 +26,7 @@ pub mod history;
 pub mod ingest;
 pub mod lambda;
 pub mod pipeline;
+pub mod reconcile;
 pub mod reporting;
 pub mod route;
 pub mod schema;

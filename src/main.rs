@@ -87,6 +87,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Compare an S3 prefix with the warehouse: every object under it (paginated) against the ledger and the
+    /// attempts, by identity. Reports what was never loaded, loaded only from an older version, or failed last;
+    /// --load loads them (dimensions first) through the Lambda's handler, --enqueue sends them to a queue as S3
+    /// notifications for the Lambda or the worker. Exit 0 unless a load it ran was refused or failed.
+    Reconcile {
+        /// s3://bucket/prefix (e.g. s3://landing/incoming/).
+        uri: String,
+        /// Load what was found here.
+        #[arg(long, conflicts_with = "enqueue")]
+        load: bool,
+        /// Send what was found to this SQS queue as S3 notifications.
+        #[arg(long, value_name = "QUEUE_URL")]
+        enqueue: Option<String>,
+        /// Say what --load or --enqueue would hand on; do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the recent load attempts (loaded, skipped, refused, failed), newest first, with counts and
     /// durations; or one object's whole story with --object.
     History {
@@ -283,6 +303,20 @@ fn main() -> ExitCode {
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(&target, &paths, &options, json, progress).await
+            }
+            Command::Reconcile {
+                uri,
+                load,
+                enqueue,
+                dry_run,
+                json,
+            } => {
+                let action = match (load, enqueue) {
+                    (true, _) => cli::ReconcileAction::Load,
+                    (false, Some(url)) => cli::ReconcileAction::Enqueue(url),
+                    (false, None) => cli::ReconcileAction::Report,
+                };
+                cli::reconcile(&target, &uri, &action, dry_run, json).await
             }
             Command::History {
                 table,

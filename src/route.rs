@@ -74,6 +74,17 @@ pub fn is_csv_name(object: &str) -> bool {
     table_file_stem(object).is_some()
 }
 
+/// Where an object comes in a load of many: the data dictionary, then dimensions, then the fact table, then
+/// names that route nowhere (their header decides).
+pub fn load_rank(name: &str) -> u8 {
+    match route(name).map(|t| t.kind) {
+        Ok(crate::schema::TableKind::Dictionary) => 0,
+        Ok(crate::schema::TableKind::Dimension) => 1,
+        Ok(crate::schema::TableKind::Fact) => 2,
+        Ok(crate::schema::TableKind::Ledger) | Err(_) => 3,
+    }
+}
+
 /// An object routed once, by its name, before it is read: what the pipeline and its callers pass down.
 #[derive(Debug, Clone)]
 pub struct Routed {

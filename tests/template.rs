@@ -84,3 +84,41 @@ fn samconfig_overrides_only_declared_parameters() {
         );
     }
 }
+
+#[test]
+fn the_freshness_alarm_watches_the_metric_the_loader_emits() {
+    let template = read("template.yaml");
+    let alarm = template
+        .split("  FeedFreshnessAlarm:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the freshness alarm");
+    for line in [
+        "Namespace: healthetl",
+        "MetricName: ObjectsLoaded",
+        "Expression: FILL(loaded, 0)",
+        "EvaluationPeriods: !Ref FeedFreshnessHours",
+        "TreatMissingData: breaching",
+        "ComparisonOperator: LessThanThreshold",
+    ] {
+        assert!(alarm.contains(line), "the alarm lacks {line}:\n{alarm}");
+    }
+    let report = healthetl::pipeline::LoadReport::not_loaded(
+        "s3://b/incoming/dimPayer.csv",
+        healthetl::pipeline::Status::Loaded,
+        healthetl::pipeline::Reason::Internal,
+        String::new(),
+    );
+    let record = healthetl::handler::emf_record(&report, "dim_payer", 0);
+    assert_eq!(record["ObjectsLoaded"], 1);
+    let directives = &record["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directives["Namespace"], "healthetl");
+    assert!(
+        directives["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_array().is_some_and(Vec::is_empty)),
+        "emitted without dimensions too, as the alarm reads it"
+    );
+}
