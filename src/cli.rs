@@ -37,8 +37,9 @@ pub enum CliError {
     /// A report filter is malformed.
     Filter(#[from] crate::dashboard::FilterError),
     #[error("{0}")]
-    /// Listing the bucket or sending to the queue failed.
-    Reconcile(String),
+    /// An operation refused or failed: listing the bucket, sending to the queue, downloading or preparing a
+    /// rejects file.
+    Operation(String),
     #[error("{path}: {source}")]
     /// A local file or directory could not be read or written.
     Io {
@@ -399,6 +400,107 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
     out
 }
 
+/// `healthetl replay REJECTS`: load a corrected rejects file (local, or `s3://…/quarantine/….rejects.csv`) into
+/// its table, linked in the ledger to the object its rows were rejected from (`--of`, or the attempt that wrote
+/// the file). Exit codes as for `load`.
+pub async fn replay(
+    target: &Target,
+    source: &str,
+    of: Option<&str>,
+    options: &LoadOptions,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CliError::Io { path, source }
+    };
+    let mut warehouse = target.ready().await?;
+    let work = options
+        .rejects_dir
+        .join(format!(".replay-{}", std::process::id()));
+    let result = async {
+        let (lookup, local) = if source.starts_with("s3://") {
+            let (bucket, key) = crate::reconcile::parse_uri(source).map_err(CliError::Operation)?;
+            let local = work.join("download.csv");
+            std::fs::create_dir_all(&work).map_err(io(&work))?;
+            download(&bucket, &key, &local).await?;
+            (source.to_string(), local)
+        } else {
+            let abs = std::fs::canonicalize(source).map_err(io(Path::new(source)))?;
+            (abs.to_string_lossy().into_owned(), abs)
+        };
+        let mut file = std::fs::File::open(&local).map_err(io(&local))?;
+        let shown = crate::route::escape_text(source);
+        let prepared = crate::replay::prepare(&mut file, &shown, &work.join("rows.csv"))
+            .map_err(|e| CliError::Operation(e.to_string()))?;
+        let original = match of {
+            Some(o) => object_uri(o),
+            None => crate::replay::original_of(warehouse.client().await?, &lookup)
+                .await?
+                .ok_or_else(|| {
+                    CliError::Operation(
+                        crate::replay::ReplayError::Unknown(crate::route::escape_text(source))
+                            .to_string(),
+                    )
+                })?,
+        };
+        // Named as the object was, so that it routes (and shows) as the object did.
+        let named = work.join("rows").join(crate::route::file_name(&original));
+        std::fs::create_dir_all(work.join("rows")).map_err(io(&work))?;
+        std::fs::rename(&prepared.path, &named).map_err(io(&named))?;
+        let routed = Routed::of(&original).map_err(|e| CliError::Operation(e.to_string()))?;
+        let mut object = Object::local(&named).map_err(io(&named))?;
+        object.uri = if source.starts_with("s3://") {
+            source.to_string()
+        } else {
+            format!("file://{lookup}")
+        };
+        let options = LoadOptions {
+            replay_of: Some(original),
+            ..options.clone()
+        };
+        let report = load_routed(warehouse.as_mut(), routed, object, &options, None, None).await;
+        if !options.dry_run {
+            record_attempt(warehouse.as_mut(), &report, options.force).await;
+        }
+        Ok::<_, CliError>(report)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(print_reports(&[result?], json))
+}
+
+/// Stream `s3://bucket/key` into `path`.
+async fn download(bucket: &str, key: &str, path: &Path) -> Result<(), CliError> {
+    let s3 = crate::aws::s3_client().await;
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            CliError::Operation(format!(
+                "s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let mut body = object.body.into_async_read();
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|source| CliError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    tokio::io::copy(&mut body, &mut file)
+        .await
+        .map_err(|source| CliError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(())
+}
+
 /// What `healthetl reconcile` does with the objects it finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReconcileAction {
@@ -420,7 +522,7 @@ pub async fn reconcile(
     dry_run: bool,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let (bucket, prefix) = crate::reconcile::parse_uri(uri).map_err(CliError::Reconcile)?;
+    let (bucket, prefix) = crate::reconcile::parse_uri(uri).map_err(CliError::Operation)?;
     let config = target.config()?;
     let mut warehouse = target.ready().await?;
     let sdk = crate::aws::sdk_config().await;
@@ -429,9 +531,9 @@ pub async fn reconcile(
         config.quarantine_prefix.as_str(),
         config.staging_prefix.as_str(),
     ];
-    let listed = crate::reconcile::list(&s3, &bucket, &prefix, &own)
+    let listed = crate::reconcile::list(&s3, &bucket, &prefix, &own, None)
         .await
-        .map_err(CliError::Reconcile)?;
+        .map_err(CliError::Operation)?;
     let found =
         crate::reconcile::compare(warehouse.client().await?, &bucket, &prefix, listed).await?;
     drop(warehouse);
@@ -449,7 +551,7 @@ pub async fn reconcile(
                 for f in &wanted {
                     let event = crate::reconcile::notification(&bucket, f);
                     let incoming = crate::event::parse_event(&event)
-                        .map_err(|e| CliError::Reconcile(e.to_string()))?;
+                        .map_err(|e| CliError::Operation(e.to_string()))?;
                     for outcome in handler.handle_incoming(&incoming, "reconcile").await {
                         reports.extend(outcome.reports);
                     }
@@ -459,7 +561,7 @@ pub async fn reconcile(
                 let sqs = aws_sdk_sqs::Client::new(&sdk);
                 enqueued = crate::reconcile::enqueue(&sqs, queue_url, &bucket, &wanted)
                     .await
-                    .map_err(CliError::Reconcile)?;
+                    .map_err(CliError::Operation)?;
             }
         }
     }

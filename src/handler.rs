@@ -373,6 +373,7 @@ impl Handler {
             quality: true,
             deadline: deadline.map(|d| d.checked_sub(FINISH_RESERVE).unwrap_or(d)),
             dry_run: false,
+            replay_of: None,
         };
         let mut state = self.warehouse.lock().await;
         if !state.ready {
@@ -423,7 +424,7 @@ impl Handler {
             self.config.quarantine_prefix.as_str(),
             self.config.staging_prefix.as_str(),
         ];
-        let listed = crate::reconcile::list(&self.s3, &bucket, &prefix, &own)
+        let listed = crate::reconcile::list(&self.s3, &bucket, &prefix, &own, None)
             .await
             .map_err(fail)?;
         let found = {

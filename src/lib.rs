@@ -27,6 +27,8 @@ pub mod ingest;
 pub mod lambda;
 pub mod pipeline;
 pub mod reconcile;
+#[cfg(feature = "cli")]
+pub mod replay;
 pub mod reporting;
 pub mod route;
 pub mod schema;

@@ -28,6 +28,28 @@ struct Args {
     command: Command,
 }
 
+/// The flags `load` and `replay` share.
+#[cfg(feature = "cli")]
+#[derive(clap::Args)]
+struct LoadFlags {
+    /// Load even if the ledger has the object (by identity or content).
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where rejected rows are written.
+    #[arg(long, default_value = "rejects")]
+    rejects_dir: PathBuf,
+    /// Refuse a file when more than this share of its rows is rejected.
+    #[arg(long, default_value_t = 0.10, value_parser = cli::parse_ratio)]
+    reject_threshold: f64,
+    /// Do everything up to the commit (routing, header, casting, rejects files, what would be inserted, updated
+    /// and unchanged, quality figures), then roll back. Exit codes as for a real load; nothing is recorded.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 #[cfg(feature = "cli")]
 #[derive(Subcommand)]
 enum Command {
@@ -53,18 +75,8 @@ enum Command {
         /// Files (.csv, .csv.gz) or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Reload objects the ledger already has.
-        #[arg(long)]
-        force: bool,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Where rejected rows are written.
-        #[arg(long, default_value = "rejects")]
-        rejects_dir: PathBuf,
-        /// Refuse a file when more than this share of its rows is rejected.
-        #[arg(long, default_value_t = 0.10, value_parser = cli::parse_ratio)]
-        reject_threshold: f64,
+        #[command(flatten)]
+        common: LoadFlags,
         /// A longer record (bytes of field data) is a rejected row (rule record_too_long).
         #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = healthetl::source::records::DEFAULT_MAX_RECORD_BYTES)]
         max_record_bytes: usize,
@@ -81,11 +93,6 @@ enum Command {
         /// of the time left, and a file not yet started with under a second left fails (default: no limit).
         #[arg(long)]
         timeout: Option<u64>,
-        /// Do everything up to the commit (routing, header, casting, rejects files, what would be inserted,
-        /// updated and unchanged, quality figures), then roll back. Exit codes as for a real load; nothing is
-        /// recorded.
-        #[arg(long)]
-        dry_run: bool,
     },
     /// Compare an S3 prefix with the warehouse: every object under it (paginated) against the ledger and the
     /// attempts, by identity. Reports what was never loaded, loaded only from an older version, or failed last;
@@ -106,6 +113,18 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Load a corrected rejects file into its table: the rejected_* columns are dropped, the rows load by the
+    /// same rules (merged by key), and the ledger links the load to the object they were rejected from. The
+    /// file is local or in S3 (s3://…/quarantine/<key>.rejects.csv). Rows still wrong are rejected again.
+    Replay {
+        /// The rejects file: a path or an s3:// URI.
+        source: String,
+        /// The object the rows came from (default: the recorded attempt that wrote this rejects file).
+        #[arg(long, value_name = "URI")]
+        of: Option<String>,
+        #[command(flatten)]
+        common: LoadFlags,
     },
     /// Show the recent load attempts (loaded, skipped, refused, failed), newest first, with counts and
     /// durations; or one object's whole story with --object.
@@ -273,16 +292,19 @@ fn main() -> ExitCode {
             }
             Command::Load {
                 paths,
-                force,
-                json,
-                rejects_dir,
-                reject_threshold,
+                common:
+                    LoadFlags {
+                        force,
+                        json,
+                        rejects_dir,
+                        reject_threshold,
+                        dry_run,
+                    },
                 max_record_bytes,
                 max_field_bytes,
                 max_object_bytes,
                 max_gzip_ratio,
                 timeout,
-                dry_run,
             } => {
                 let options = healthetl::pipeline::LoadOptions {
                     force,
@@ -300,9 +322,31 @@ fn main() -> ExitCode {
                     deadline: timeout
                         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
                     dry_run,
+                    replay_of: None,
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(&target, &paths, &options, json, progress).await
+            }
+            Command::Replay {
+                source,
+                of,
+                common:
+                    LoadFlags {
+                        force,
+                        json,
+                        rejects_dir,
+                        reject_threshold,
+                        dry_run,
+                    },
+            } => {
+                let options = healthetl::pipeline::LoadOptions {
+                    force,
+                    dry_run,
+                    rejects_dir,
+                    reject_threshold,
+                    ..Default::default()
+                };
+                cli::replay(&target, &source, of.as_deref(), &options, json).await
             }
             Command::Reconcile {
                 uri,

@@ -48,6 +48,8 @@ pub struct LoadOptions {
     /// Do everything up to the commit — routing, header, casting, rejects, the merge and its counts, the quality
     /// figures — then roll back: the warehouse is left as it was.
     pub dry_run: bool,
+    /// A replay of rejected rows: the object they were rejected from (the ledger's `replay_of`).
+    pub replay_of: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +63,7 @@ impl Default for LoadOptions {
             quality: true,
             deadline: None,
             dry_run: false,
+            replay_of: None,
         }
     }
 }
@@ -329,10 +332,13 @@ pub async fn load_publishing(
 /// Record the attempt `report` tells of in `etl.load_attempts` (see [`Loader::record_attempt`]), with its local
 /// rejects file as where its rejected rows are.
 pub async fn record_attempt(warehouse: &mut dyn Loader, report: &LoadReport, forced: bool) -> bool {
-    let rejects = report
-        .rejects_file
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned());
+    // Its absolute path: `healthetl replay` finds the object the rows came from by it.
+    let rejects = report.rejects_file.as_ref().map(|p| {
+        fs::canonicalize(p)
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned()
+    });
     record_attempt_at(warehouse, report, forced, rejects.as_deref()).await
 }
 
@@ -580,6 +586,7 @@ async fn load_once(
             routed_by: header.routed_by.label(),
             content_sha256: snapshot.content_sha256.as_deref(),
             tally: &outcome.tally,
+            replay_of: options.replay_of.as_deref(),
         },
         before_commit: &before,
     };

@@ -67,17 +67,20 @@ pub struct Found {
     pub last_attempt: Option<String>,
 }
 
-/// Every loadable object (a `.csv` or `.csv.gz` name) under `prefix`, except the loader's own outputs.
+/// Every loadable object (a `.csv` or `.csv.gz` name) under `prefix`, except the loader's own outputs, page by
+/// page (S3's pages of 1,000, or `page_size`).
 pub async fn list(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
     own_prefixes: &[&str],
+    page_size: Option<i32>,
 ) -> Result<Vec<Listed>, String> {
     let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
+        .set_max_keys(page_size)
         .into_paginator()
         .send();
     let mut listed = Vec::new();

@@ -89,7 +89,7 @@ pub fn reporting_schema() -> &'static str {
 /// ledger declared here (its columns added by the same migration as every table's); 3: Redshift's per-table load
 /// lock tables (`etl.load_lock_<table>`); 4: the ledger's `rows_inserted`, `rows_updated`, `rows_unchanged` (NULL on
 /// loads recorded before: they did not tell new keys from replaced ones, and rewrote identical rows); 5: every
-/// attempt recorded (`etl.load_attempts`).
+/// attempt recorded (`etl.load_attempts`), and the ledger's `replay_of`.
 pub const SCHEMA_VERSION: u32 = 5;
 
 /// The warehouse type of one column.
@@ -656,6 +656,12 @@ const LEDGER: TableDef = TableDef {
             ColumnType::Json,
             true,
             "Data-quality figures of fact loads",
+        ),
+        entry(
+            "replay_of",
+            ColumnType::Text,
+            true,
+            "A replay of rejected rows: the object they were rejected from",
         ),
         entry(
             "started_at",

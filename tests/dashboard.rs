@@ -168,6 +168,26 @@ async fn the_summary_api_equals_sql_written_in_the_test_with_and_without_filters
         assert_eq!(response.status, 200, "{}: {}", case.query, response.body);
         assert!(response.headers.contains("content-type: application/json"));
         let api = response.json();
+        // "Data as of": one entry per loaded table, the ledger's last load of each.
+        let as_of = rows(
+            &db.url,
+            "SELECT table_name, to_char(max(finished_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') \
+             FROM etl.load_log GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+        let served: Vec<Vec<Option<String>>> = api["data_as_of"]
+            .as_array()
+            .expect("data_as_of")
+            .iter()
+            .map(|e| {
+                vec![
+                    e["table"].as_str().map(str::to_string),
+                    e["last_load_utc"].as_str().map(str::to_string),
+                ]
+            })
+            .collect();
+        assert_eq!(served, as_of, "data as of");
+        assert_eq!(served.len(), 9);
         let t = &api["totals"];
         let want = rows(
             &db.url,

@@ -266,6 +266,7 @@ async fn every_operating_command_has_help() {
             &["--table", "--status", "--since", "--object", "--json"][..],
         ),
         ("load", &["--dry-run"][..]),
+        ("replay", &["--of", "--dry-run", "--force", "--json"][..]),
     ] {
         let out = healthetl(&db, &tmp, &[command, "--help"]).await;
         assert_eq!(out.code, Some(0));
@@ -273,4 +274,105 @@ async fn every_operating_command_has_help() {
             assert!(out.stdout.contains(flag), "{command} --help lacks {flag}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_corrected_rejects_file_replays_into_its_table_linked_to_its_object() {
+    let db = TestDb::new("op_replay").await;
+    let tmp = TempDir::new("op_replay");
+    let file = tmp.write(
+        "in/dimPayer.csv",
+        "dimPayerPK,PayerName\n1,Medicare\n2x,\"Aetna, Inc\"\n3,Cigna\n",
+    );
+    let load = healthetl(
+        &db,
+        &tmp,
+        &[
+            "load",
+            "--json",
+            "--reject-threshold",
+            "0.5",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let report = load.json()["objects"][0].clone();
+    assert_eq!(
+        (report["status"].as_str(), report["rows_rejected"].as_i64()),
+        (Some("loaded"), Some(1))
+    );
+    let rejects = tmp.path().join(report["rejects_file"].as_str().unwrap());
+    let rejects = if rejects.exists() {
+        rejects
+    } else {
+        report["rejects_file"].as_str().unwrap().into()
+    };
+    // The operator fixes the key in the rejects file, and adds nothing else.
+    let fixed = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .replace(",2x,", ",2,");
+    std::fs::write(&rejects, fixed).unwrap();
+
+    let replay = healthetl(&db, &tmp, &["replay", "--json", rejects.to_str().unwrap()]).await;
+    assert_eq!(replay.code, Some(0), "{}\n{}", replay.stdout, replay.stderr);
+    let replayed = replay.json()["objects"][0].clone();
+    assert_eq!(replayed["status"], "loaded", "{replayed}");
+    assert_eq!(
+        (
+            replayed["rows_read"].as_i64(),
+            replayed["rows_inserted"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let name: String = scalar(
+        &db.url,
+        "SELECT payer_name FROM health.dim_payer WHERE dim_payer_pk = 2",
+    )
+    .await;
+    assert_eq!(name, "Aetna, Inc");
+    let link = rows(
+        &db.url,
+        "SELECT source, replay_of FROM etl.load_log ORDER BY load_id",
+    )
+    .await;
+    let original = format!("file://{}", std::fs::canonicalize(&file).unwrap().display());
+    assert_eq!(link[0], vec![Some(original.clone()), None]);
+    assert_eq!(
+        link[1][1],
+        Some(original.clone()),
+        "the replay names its object"
+    );
+    assert!(link[1][0].as_deref().unwrap().ends_with(".rejects.csv"));
+    // The same corrected file again: skipped; a file that is not a rejects file: refused, exit 2.
+    let again = healthetl(&db, &tmp, &["replay", "--json", rejects.to_str().unwrap()]).await;
+    assert_eq!(again.json()["objects"][0]["status"], "skipped");
+    let not = healthetl(&db, &tmp, &["replay", file.to_str().unwrap()]).await;
+    assert_eq!(not.code, Some(2));
+    assert!(not.stderr.contains("not a rejects file"), "{}", not.stderr);
+    // An unknown rejects file needs --of.
+    let stray = tmp.write(
+        "stray/x.rejects.csv",
+        "rejected_source,rejected_line,rejected_column,rejected_rule,rejected_reason,dimPayerPK,PayerName\nx,2,,r,r,9,Nine\n",
+    );
+    let unknown = healthetl(&db, &tmp, &["replay", stray.to_str().unwrap()]).await;
+    assert_eq!(unknown.code, Some(2));
+    assert!(unknown.stderr.contains("--of"), "{}", unknown.stderr);
+    let with_of = healthetl(
+        &db,
+        &tmp,
+        &[
+            "replay",
+            "--json",
+            "--of",
+            file.to_str().unwrap(),
+            stray.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        with_of.json()["objects"][0]["status"],
+        "loaded",
+        "{}",
+        with_of.stdout
+    );
 }

@@ -21,6 +21,18 @@ async fn healthetl(db: &TestDb, moto: &Moto, tmp: &TempDir, args: &[&str]) -> Ou
     run_bin_with(&pairs, tmp.path(), args.iter().copied()).await
 }
 
+/// A queue without any notification wired to it: reconcile is its only sender.
+async fn queue(moto: &Moto, name: &str) -> String {
+    moto.sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL")
+}
+
 fn json(out: &Output) -> Value {
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     out.json()
@@ -174,15 +186,7 @@ async fn enqueued_notifications_are_loaded_by_the_worker() {
         b"dimPayerPK,PayerName\n77,Tricare West\n".to_vec(),
     )
     .await;
-    let queue = moto
-        .sqs
-        .create_queue()
-        .queue_name("reconcile")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = queue(&moto, "reconcile").await;
     let sent = json(
         &healthetl(
             &db,
@@ -250,15 +254,7 @@ async fn the_scheduled_invocation_enqueues_what_is_missing() {
         b"dimPayerPK,PayerName\n1,A\n".to_vec(),
     )
     .await;
-    let queue = moto
-        .sqs
-        .create_queue()
-        .queue_name("landing")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = queue(&moto, "landing").await;
     let (url, queue_url) = (db.url.clone(), queue.clone());
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
@@ -301,4 +297,83 @@ async fn reconcile_has_help_and_refuses_what_is_not_an_s3_uri() {
     let bad = healthetl(&db, &moto, &tmp, &["reconcile", "/tmp/x"]).await;
     assert_eq!(bad.code, Some(2));
     assert!(bad.stderr.contains("s3://bucket/prefix"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn a_corrected_quarantine_rejects_file_replays_from_s3() {
+    let db = TestDb::new("replay_s3").await;
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let tmp = TempDir::new("replay_s3");
+    let rows: String = (1..=20)
+        .map(|i| {
+            if i == 7 {
+                "7x,Seven\n".to_string()
+            } else {
+                format!("{i},Payer {i}\n")
+            }
+        })
+        .collect();
+    moto.put(
+        BUCKET,
+        "incoming/dimPayer.csv",
+        format!("dimPayerPK,PayerName\n{rows}"),
+    )
+    .await;
+    let loaded = json(
+        &healthetl(
+            &db,
+            &moto,
+            &tmp,
+            &["reconcile", "--json", "--load", "s3://landing/incoming/"],
+        )
+        .await,
+    );
+    assert_eq!(loaded["loads"][0]["rows_rejected"], 1, "{loaded}");
+    let key = "quarantine/incoming/dimPayer.csv.rejects.csv";
+    let rejects = String::from_utf8(
+        moto.get(BUCKET, key)
+            .await
+            .expect("rejects in the quarantine"),
+    )
+    .unwrap();
+    moto.put(BUCKET, key, rejects.replace(",7x,", ",7,")).await;
+    let uri = format!("s3://{BUCKET}/{key}");
+    let replay = json(&healthetl(&db, &moto, &tmp, &["replay", "--json", &uri]).await);
+    assert_eq!(replay["objects"][0]["status"], "loaded", "{replay}");
+    let link = common::rows(
+        &db.url,
+        "SELECT source, replay_of FROM etl.load_log ORDER BY load_id",
+    )
+    .await;
+    assert_eq!(
+        link[1],
+        vec![
+            Some(uri.clone()),
+            Some("s3://landing/incoming/dimPayer.csv".to_string())
+        ]
+    );
+    assert_eq!(db.count("health.dim_payer").await, 20);
+}
+
+#[tokio::test]
+async fn listing_follows_every_page() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let files = upload_sample(&moto).await;
+    let one_page =
+        healthetl::reconcile::list(&moto.s3, BUCKET, "incoming/", &["quarantine/"], None)
+            .await
+            .unwrap();
+    // Two keys a page: five pages for the nine files (and the manifest skipped).
+    let paged =
+        healthetl::reconcile::list(&moto.s3, BUCKET, "incoming/", &["quarantine/"], Some(2))
+            .await
+            .unwrap();
+    assert_eq!(one_page.len(), files);
+    assert_eq!(paged, one_page);
+    let everything = healthetl::reconcile::list(&moto.s3, BUCKET, "", &["quarantine/"], Some(3))
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), files, "own outputs are never listed");
 }

@@ -503,6 +503,7 @@ CREATE TABLE IF NOT EXISTS "etl"."load_log" (
     "routed_by" VARCHAR(64) DEFAULT 'name' NOT NULL,
     "content_sha256" VARCHAR(256),
     "quality" VARCHAR(4096),
+    "replay_of" VARCHAR(4096),
     "started_at" TIMESTAMPTZ NOT NULL,
     "finished_at" TIMESTAMPTZ NOT NULL,
     PRIMARY KEY ("load_id")
@@ -629,7 +630,7 @@ fn every_load_statement_is_golden() {
         (sql::drop_staging(), r#"DROP TABLE "healthetl_staging""#),
         (
             sql::ledger_insert(),
-            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, rows_unchanged, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
+            r#"INSERT INTO "etl"."load_log" (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, rows_unchanged, replay_of, started_at, finished_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, $18::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)"#,
         ),
         (
             sql::ledger_load_id(),

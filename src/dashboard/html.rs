@@ -137,6 +137,7 @@ pub fn page(summary: &Summary, options: &FilterOptions, mode: &Mode) -> String {
     );
     out.push_str("</div>\n");
     quality_panel(&mut out, &summary.quality);
+    as_of_panel(&mut out, &summary.data_as_of);
     out.push_str("</main>\n");
     footer(&mut out, mode);
     out.push_str("</body>\n</html>\n");
@@ -464,6 +465,31 @@ fn breakdown_chart(out: &mut String, id: &str, heading: &str, what: &str, groups
     figure(out, id, heading, false, &svg, &t);
 }
 
+/// "Data as of": each table's last committed load, from the ledger.
+fn as_of_panel(out: &mut String, tables: &[(String, String)]) {
+    out.push_str(
+        "<section class=\"as-of\" aria-labelledby=\"as-of-heading\">\n\
+         <h2 id=\"as-of-heading\">Data as of (last load per table, UTC)</h2>\n",
+    );
+    if tables.is_empty() {
+        out.push_str("<p>Nothing loaded yet.</p>\n</section>\n");
+        return;
+    }
+    out.push_str(
+        "<table><thead><tr><th scope=\"col\">table</th><th scope=\"col\">last load</th></tr></thead><tbody>\n",
+    );
+    for (table, at) in tables {
+        let _ = writeln!(
+            out,
+            "<tr data-table=\"{}\"><td><code>{}</code></td><td>{}</td></tr>",
+            escape(table),
+            escape(table),
+            escape(at)
+        );
+    }
+    out.push_str("</tbody></table>\n</section>\n");
+}
+
 /// The small data-quality panel: `reporting.data_quality` over the whole warehouse, findings first.
 fn quality_panel(out: &mut String, figures: &[QualityFigure]) {
     out.push_str(
@@ -576,6 +602,7 @@ mod tests {
                     rows: 0,
                 },
             ],
+            data_as_of: vec![("fact_table".into(), "2024-06-01 12:00".into())],
         };
         let options = FilterOptions {
             payers: vec![(1, "Medicare".into()), (3, "Aetna & Co".into())],
@@ -647,6 +674,9 @@ mod tests {
         let (mut summary, options) = sample();
         let html = page(&summary, &options, &Mode::Live);
         assert!(html.contains("Data quality (whole warehouse, not filtered)"));
+        assert!(html.contains(
+            "<tr data-table=\"fact_table\"><td><code>fact_table</code></td><td>2024-06-01 12:00</td></tr>"
+        ));
         assert!(html.contains(
             "data-quality=\"orphans\" data-column=\"dim_patient_pk\" data-rows=\"1200\""
         ));

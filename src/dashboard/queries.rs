@@ -226,6 +226,8 @@ pub struct Summary {
     pub cpt_groups: Vec<Group>,
     /// The data-quality figures of the whole warehouse (not filtered).
     pub quality: Vec<QualityFigure>,
+    /// Per table, when its last load committed (UTC, `YYYY-MM-DD HH:MM`), from the ledger.
+    pub data_as_of: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -253,6 +255,10 @@ impl Summary {
                 "column": q.column,
                 "dimension": q.dimension,
                 "rows": q.rows,
+            })).collect::<Vec<_>>(),
+            "data_as_of": self.data_as_of.iter().map(|(table, at)| json!({
+                "table": table,
+                "last_load_utc": at,
             })).collect::<Vec<_>>(),
         })
     }
@@ -443,6 +449,7 @@ async fn summary_in_snapshot(
     let locations = breakdown(client, &[&LOCATION_ID, &LOCATION_NAME], filters).await?;
     let cpt_groups = breakdown(client, &[&CPT_GROUPING], filters).await?;
     let quality = data_quality(client).await?;
+    let data_as_of = data_as_of(client).await?;
     Ok(Summary {
         filters: filters.clone(),
         totals: totals_row,
@@ -454,7 +461,27 @@ async fn summary_in_snapshot(
         locations,
         cpt_groups,
         quality,
+        data_as_of,
     })
+}
+
+/// When each table's last load committed, from the ledger (UTC, to the minute).
+async fn data_as_of(client: &Client) -> Result<Vec<(String, String)>, DashboardError> {
+    let sql = format!(
+        "SELECT table_name, TO_CHAR(MAX(finished_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM {} \
+         WHERE status = 'loaded' GROUP BY table_name ORDER BY table_name",
+        crate::warehouse::ledger()
+    );
+    client_query(client, &sql)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                text(row, 0, "table_name")?.unwrap_or_default(),
+                text(row, 1, "last load")?.unwrap_or_default(),
+            ))
+        })
+        .collect()
 }
 
 /// The warehouse's data-quality figures, from `reporting.data_quality` (counts only).

@@ -382,6 +382,8 @@ pub struct LedgerEntry<'a> {
     pub content_sha256: Option<&'a str>,
     /// The quality figures counted while casting.
     pub tally: &'a Tally,
+    /// A replay of rejected rows: the object they were rejected from.
+    pub replay_of: Option<&'a str>,
 }
 
 /// What a load came to.

@@ -499,6 +499,7 @@ impl PgLoad<'_> {
                     &(rows.inserted as i64),
                     &(rows.updated as i64),
                     &(rows.unchanged as i64),
+                    &entry.replay_of,
                 ],
             )
             .await

@@ -325,9 +325,9 @@ pub fn ledger_insert_sql() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
          rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, \
-         rows_unchanged, started_at, finished_at) \
-         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, $13, $14, $15, now(), \
-         clock_timestamp()) RETURNING load_id",
+         rows_unchanged, replay_of, started_at, finished_at) \
+         VALUES ($1, $2, $3, 'loaded', $4, $5, $6, $7, $8, $9, $10, $11, $12::TEXT::JSONB, $13, $14, $15, $16, \
+         now(), clock_timestamp()) RETURNING load_id",
         ledger()
     )
 }

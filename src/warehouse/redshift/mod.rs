@@ -554,6 +554,7 @@ impl Redshift {
                 &(rows.inserted as i64),
                 &(rows.updated as i64),
                 &(rows.unchanged as i64),
+                &entry.replay_of,
             ],
         )
         .await

@@ -368,10 +368,10 @@ pub fn ledger_insert() -> String {
     format!(
         "INSERT INTO {} (source, object_identity, table_name, status, rows_read, rows_loaded, rows_rejected, \
          rows_duplicate, forced, encoding, routed_by, content_sha256, quality, rows_inserted, rows_updated, \
-         rows_unchanged, started_at, finished_at) \
+         rows_unchanged, replay_of, started_at, finished_at) \
          VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, 'loaded', $4::BIGINT, $5::BIGINT, $6::BIGINT, $7::BIGINT, \
          $8::BOOLEAN, $9::VARCHAR, $12::VARCHAR, $13::VARCHAR, $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, \
-         $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
+         $18::VARCHAR, $10::VARCHAR::TIMESTAMPTZ, $11::VARCHAR::TIMESTAMPTZ)",
         ledger()
     )
 }
