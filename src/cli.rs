@@ -50,6 +50,15 @@ pub enum CliError {
     },
 }
 
+/// `--bind`: an IP address, or `localhost` (the IPv4 loopback address).
+pub fn parse_bind(s: &str) -> Result<std::net::IpAddr, String> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an IP address (or localhost)"))
+}
+
 /// Parse a share between 0 and 1.
 pub fn parse_ratio(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -738,6 +747,14 @@ pub fn generate(rows: u64, out: PathBuf, seed: u64, plain: bool) -> Result<ExitC
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_takes_addresses_and_localhost() {
+        assert_eq!(parse_bind("localhost").unwrap().to_string(), "127.0.0.1");
+        assert_eq!(parse_bind("LocalHost").unwrap().to_string(), "127.0.0.1");
+        assert_eq!(parse_bind("::1").unwrap().to_string(), "::1");
+        assert!(parse_bind("example.com").is_err());
+    }
 
     #[test]
     fn ratios_outside_zero_to_one_are_refused() {

@@ -22,14 +22,25 @@ pub fn init_tracing() {
     );
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = colour_wanted(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if settings.json {
         builder.json().with_current_span(false).init();
     } else {
         builder.with_target(false).init();
     }
+}
+
+/// Whether log lines may carry ANSI colour: only on a terminal, and never when `NO_COLOR` is set to anything but
+/// the empty string (<https://no-color.org>).
+pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The log filter and format chosen from the environment (see [`init_tracing`]).
@@ -145,6 +156,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 #[cfg(test)]
 mod tests {
     use super::LogSettings;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        use std::ffi::OsStr;
+        assert!(super::colour_wanted(true, None));
+        assert!(
+            super::colour_wanted(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!super::colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!super::colour_wanted(false, None));
+    }
 
     fn settings(vars: [Option<&str>; 4]) -> LogSettings {
         LogSettings::from_vars(vars[0], vars[1], vars[2], vars[3])

@@ -175,8 +175,8 @@ enum Command {
         /// TCP port (0 picks a free one; the URL is printed).
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Address to listen on; keep the default to serve this machine only.
-        #[arg(long, default_value = "127.0.0.1")]
+        /// Address to listen on (an IP address, or localhost); keep the default to serve this machine only.
+        #[arg(long, default_value = "127.0.0.1", value_parser = cli::parse_bind)]
         bind: std::net::IpAddr,
     },
     /// Write the dashboard as one self-contained static HTML file.

@@ -376,3 +376,31 @@ async fn a_corrected_rejects_file_replays_into_its_table_linked_to_its_object() 
         with_of.stdout
     );
 }
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let db = TestDb::new("op_colour").await;
+    let tmp = TempDir::new("op_colour");
+    let file = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n1,A\n");
+    for extra in [None, Some(("NO_COLOR", "1"))] {
+        let mut env = vec![("DATABASE_URL", db.url.as_str()), ("RUST_LOG", "debug")];
+        env.extend(extra);
+        let out = common::run_bin_with(
+            &env,
+            tmp.path(),
+            ["load", "--force", file.to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("object processed"),
+            "debug lines are logged: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains('\u{1b}'),
+            "no escape codes on a pipe: {:?}",
+            out.stderr
+        );
+    }
+}
