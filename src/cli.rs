@@ -354,10 +354,7 @@ pub fn summary_text(reports: &[LoadReport]) -> String {
     );
     for r in reports {
         let name = crate::pipeline::display_name(&r.source);
-        let status = serde_json::to_value(r.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = r.status.label();
         let _ = writeln!(
             out,
             "{:<34} {:<20} {:<8} {:>10} {:>10} {:>9} {:>6} {:>8}",
@@ -536,15 +533,15 @@ pub async fn reconcile(
     let mut warehouse = target.ready().await?;
     let sdk = crate::aws::sdk_config().await;
     let s3 = crate::aws::s3_client_from(&sdk);
-    let own = [
-        config.quarantine_prefix.as_str(),
-        config.staging_prefix.as_str(),
-    ];
-    let listed = crate::reconcile::list(&s3, &bucket, &prefix, &own, None)
-        .await
-        .map_err(CliError::Operation)?;
-    let found =
-        crate::reconcile::compare(warehouse.client().await?, &bucket, &prefix, listed).await?;
+    let found = crate::reconcile::find(
+        &s3,
+        warehouse.client().await?,
+        &bucket,
+        &prefix,
+        &config.own_prefixes(),
+    )
+    .await
+    .map_err(CliError::Operation)?;
     drop(warehouse);
     let wanted: Vec<&crate::reconcile::Found> = found.iter().filter(|f| f.state.wanted()).collect();
     let mut reports = Vec::new();
@@ -597,13 +594,10 @@ pub async fn reconcile(
     } else {
         let mut out = String::new();
         for f in found.iter().filter(|f| f.state != State::Loaded) {
-            let state = serde_json::to_value(f.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{state:<14} {}{}",
+                "{:<14} {}{}",
+                f.state.label(),
                 crate::route::escape_text(&f.uri),
                 f.last_attempt
                     .as_ref()

@@ -250,6 +250,16 @@ pub enum PartCompression {
     Gzip,
 }
 
+impl Config {
+    /// The key prefixes of the loader's own outputs (quarantine, staging): never loaded, never reconciled.
+    pub fn own_prefixes(&self) -> [&str; 2] {
+        [
+            self.quarantine_prefix.as_str(),
+            self.staging_prefix.as_str(),
+        ]
+    }
+}
+
 impl PartCompression {
     /// The part files' extension.
     pub fn extension(self) -> &'static str {

@@ -73,6 +73,17 @@ struct WarehouseState {
     ready: bool,
 }
 
+impl WarehouseState {
+    /// Bring the warehouse to the declared schema, once per cold start.
+    async fn ensure_ready(&mut self) -> Result<(), WarehouseError> {
+        if !self.ready {
+            ensure_schema(self.warehouse.as_mut()).await?;
+            self.ready = true;
+        }
+        Ok(())
+    }
+}
+
 /// The handler: configuration, S3 client and warehouse connection, shared across invocations.
 pub struct Handler {
     s3: aws_sdk_s3::Client,
@@ -340,10 +351,7 @@ impl Handler {
         .then(|| self.rejects_uri(object));
         {
             let mut state = self.warehouse.lock().await;
-            if !state.ready && ensure_schema(state.warehouse.as_mut()).await.is_ok() {
-                state.ready = true;
-            }
-            if state.ready {
+            if state.ensure_ready().await.is_ok() {
                 record_attempt_at(state.warehouse.as_mut(), &report, false, rejects.as_deref())
                     .await;
             }
@@ -376,11 +384,8 @@ impl Handler {
             replay_of: None,
         };
         let mut state = self.warehouse.lock().await;
-        if !state.ready {
-            if let Err(e) = ensure_schema(state.warehouse.as_mut()).await {
-                return LoadReport::failed(&object.uri, e.reason(), e.to_string());
-            }
-            state.ready = true;
+        if let Err(e) = state.ensure_ready().await {
+            return LoadReport::failed(&object.uri, e.reason(), e.to_string());
         }
         let publish = Quarantine {
             handler: self,
@@ -399,9 +404,10 @@ impl Handler {
     }
 
     fn is_own_output(&self, key: &str) -> bool {
-        [&self.config.quarantine_prefix, &self.config.staging_prefix]
+        self.config
+            .own_prefixes()
             .iter()
-            .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+            .any(|p| !p.is_empty() && key.starts_with(p))
     }
 
     /// A scheduled reconcile: list the prefix, compare it with the warehouse, and send what was never loaded,
@@ -420,29 +426,26 @@ impl Handler {
             .clone()
             .ok_or_else(|| fail("LANDING_QUEUE_URL is not set".into()))?;
         let (bucket, prefix) = crate::reconcile::parse_uri(&request.uri).map_err(fail)?;
-        let own = [
-            self.config.quarantine_prefix.as_str(),
-            self.config.staging_prefix.as_str(),
-        ];
-        let listed = crate::reconcile::list(&self.s3, &bucket, &prefix, &own, None)
-            .await
-            .map_err(fail)?;
         let found = {
             let mut state = self.warehouse.lock().await;
-            if !state.ready {
-                ensure_schema(state.warehouse.as_mut())
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                state.ready = true;
-            }
+            state
+                .ensure_ready()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             let client = state
                 .warehouse
                 .client()
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            crate::reconcile::compare(client, &bucket, &prefix, listed)
-                .await
-                .map_err(|e| fail(e.to_string()))?
+            crate::reconcile::find(
+                &self.s3,
+                client,
+                &bucket,
+                &prefix,
+                &self.config.own_prefixes(),
+            )
+            .await
+            .map_err(fail)?
         };
         let wanted: Vec<&crate::reconcile::Found> =
             found.iter().filter(|f| f.state.wanted()).collect();

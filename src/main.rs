@@ -51,6 +51,20 @@ struct LoadFlags {
 }
 
 #[cfg(feature = "cli")]
+impl LoadFlags {
+    /// The load options these flags set; the rest as by default.
+    fn options(&self) -> healthetl::pipeline::LoadOptions {
+        healthetl::pipeline::LoadOptions {
+            force: self.force,
+            reject_threshold: self.reject_threshold,
+            rejects_dir: self.rejects_dir.clone(),
+            dry_run: self.dry_run,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(feature = "cli")]
 #[derive(Subcommand)]
 enum Command {
     /// Create the schemas, tables, load ledger and reporting views (idempotent).
@@ -292,24 +306,15 @@ fn main() -> ExitCode {
             }
             Command::Load {
                 paths,
-                common:
-                    LoadFlags {
-                        force,
-                        json,
-                        rejects_dir,
-                        reject_threshold,
-                        dry_run,
-                    },
+                common,
                 max_record_bytes,
                 max_field_bytes,
                 max_object_bytes,
                 max_gzip_ratio,
                 timeout,
             } => {
+                let json = common.json;
                 let options = healthetl::pipeline::LoadOptions {
-                    force,
-                    reject_threshold,
-                    rejects_dir,
                     limits: healthetl::source::Limits {
                         max_record_bytes,
                         max_field_bytes,
@@ -321,32 +326,14 @@ fn main() -> ExitCode {
                     quality: std::env::var("HEALTHETL_QUALITY").map_or(true, |v| v != "off"),
                     deadline: timeout
                         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
-                    dry_run,
-                    replay_of: None,
+                    ..common.options()
                 };
                 let progress = std::io::stderr().is_terminal() && !json;
                 cli::load(&target, &paths, &options, json, progress).await
             }
-            Command::Replay {
-                source,
-                of,
-                common:
-                    LoadFlags {
-                        force,
-                        json,
-                        rejects_dir,
-                        reject_threshold,
-                        dry_run,
-                    },
-            } => {
-                let options = healthetl::pipeline::LoadOptions {
-                    force,
-                    dry_run,
-                    rejects_dir,
-                    reject_threshold,
-                    ..Default::default()
-                };
-                cli::replay(&target, &source, of.as_deref(), &options, json).await
+            Command::Replay { source, of, common } => {
+                let options = common.options();
+                cli::replay(&target, &source, of.as_deref(), &options, common.json).await
             }
             Command::Reconcile {
                 uri,

@@ -700,14 +700,7 @@ pub fn rejects_file_name(name: &str, identity: &str) -> String {
         .take(12)
         .collect();
     // File names are limited to 255 bytes; S3 keys are not.
-    let mut stem = stem;
-    if stem.len() > 120 {
-        let mut cut = 120;
-        while !stem.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        stem = &stem[..cut];
-    }
+    let stem = crate::route::cut_at_boundary(stem, 120);
     format!("{stem}.{short}.rejects.csv")
 }
 

@@ -41,6 +41,17 @@ pub enum State {
 }
 
 impl State {
+    /// The state's name, as the JSON output spells it.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Loaded => "loaded",
+            State::NeverLoaded => "never_loaded",
+            State::OlderVersion => "older_version",
+            State::FailedLast => "failed_last",
+            State::RefusedLast => "refused_last",
+        }
+    }
+
     /// Whether reconciling loads (or enqueues) it.
     pub fn wanted(self) -> bool {
         matches!(
@@ -199,6 +210,20 @@ pub async fn compare(
         (crate::route::load_rank(&a.key), &a.key).cmp(&(crate::route::load_rank(&b.key), &b.key))
     });
     Ok(found)
+}
+
+/// [`list`] then [`compare`]: every loadable object under the prefix and what the warehouse knows of it.
+pub async fn find(
+    s3: &aws_sdk_s3::Client,
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    own_prefixes: &[&str],
+) -> Result<Vec<Found>, String> {
+    let listed = list(s3, bucket, prefix, own_prefixes, None).await?;
+    compare(client, bucket, prefix, listed)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// An object key as S3 event notifications spell it: form-URL-encoded (a space is `+`, `/` is `%2F`).

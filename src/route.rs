@@ -74,6 +74,15 @@ pub fn is_csv_name(object: &str) -> bool {
     table_file_stem(object).is_some()
 }
 
+/// The longest prefix of `s` of at most `bytes` bytes that ends on a character boundary.
+pub fn cut_at_boundary(s: &str, bytes: usize) -> &str {
+    let mut cut = bytes.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// Where an object comes in a load of many: the data dictionary, then dimensions, then the fact table, then
 /// names that route nowhere (their header decides).
 pub fn load_rank(name: &str) -> u8 {

@@ -33,6 +33,13 @@ async fn queue(moto: &Moto, name: &str) -> String {
         .expect("a queue URL")
 }
 
+/// `healthetl reconcile --json ARGS… URI`, which must succeed: its JSON.
+async fn reconcile(db: &TestDb, moto: &Moto, tmp: &TempDir, args: &[&str]) -> Value {
+    let mut all = vec!["reconcile", "--json"];
+    all.extend_from_slice(args);
+    json(&healthetl(db, moto, tmp, &all).await)
+}
+
 fn json(out: &Output) -> Value {
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
     out.json()
@@ -72,7 +79,7 @@ async fn objects_s3_never_announced_are_found_loaded_once_and_found_again_when_c
     assert_eq!(files, 9);
     let uri = "s3://landing/incoming/";
 
-    let found = json(&healthetl(&db, &moto, &tmp, &["reconcile", "--json", uri]).await);
+    let found = reconcile(&db, &moto, &tmp, &[uri]).await;
     assert_eq!(found["totals"]["objects"], 9, "{found}");
     assert_eq!(found["totals"]["never_loaded"], 9);
     let keys: Vec<&str> = found["objects"]
@@ -87,19 +94,11 @@ async fn objects_s3_never_announced_are_found_loaded_once_and_found_again_when_c
         "dimensions first: {keys:?}"
     );
 
-    let dry = json(
-        &healthetl(
-            &db,
-            &moto,
-            &tmp,
-            &["reconcile", "--json", "--load", "--dry-run", uri],
-        )
-        .await,
-    );
+    let dry = reconcile(&db, &moto, &tmp, &["--load", "--dry-run", uri]).await;
     assert_eq!(dry["loads"].as_array().unwrap().len(), 0);
     assert_eq!(db.ledger_rows().await, 0, "a dry run loads nothing");
 
-    let loaded = json(&healthetl(&db, &moto, &tmp, &["reconcile", "--json", "--load", uri]).await);
+    let loaded = reconcile(&db, &moto, &tmp, &["--load", uri]).await;
     let statuses: Vec<&str> = loaded["loads"]
         .as_array()
         .unwrap()
@@ -110,7 +109,7 @@ async fn objects_s3_never_announced_are_found_loaded_once_and_found_again_when_c
     assert_eq!(db.ledger_rows().await, 9);
     assert!(db.count("health.fact_table").await > 0);
 
-    let again = json(&healthetl(&db, &moto, &tmp, &["reconcile", "--json", "--load", uri]).await);
+    let again = reconcile(&db, &moto, &tmp, &["--load", uri]).await;
     assert_eq!(again["totals"]["loaded"], 9, "{again}");
     assert!(
         again["loads"].as_array().unwrap().is_empty(),
@@ -160,15 +159,7 @@ async fn a_refused_object_is_reported_refused_last_and_not_loaded_again() {
         "the load it ran was refused: {}",
         first.stdout
     );
-    let again = json(
-        &healthetl(
-            &db,
-            &moto,
-            &tmp,
-            &["reconcile", "--json", "s3://landing/incoming/"],
-        )
-        .await,
-    );
+    let again = reconcile(&db, &moto, &tmp, &["s3://landing/incoming/"]).await;
     assert_eq!(again["totals"]["refused_last"], 1, "{again}");
     assert_eq!(again["objects"][0]["last_attempt"], "refused (header)");
 }
@@ -231,15 +222,7 @@ async fn enqueued_notifications_are_loaded_by_the_worker() {
         payer, 1,
         "the key with spaces arrived encoded and decoded back"
     );
-    let after = json(
-        &healthetl(
-            &db,
-            &moto,
-            &tmp,
-            &["reconcile", "--json", "s3://landing/incoming/"],
-        )
-        .await,
-    );
+    let after = reconcile(&db, &moto, &tmp, &["s3://landing/incoming/"]).await;
     assert_eq!(after["totals"]["loaded"], 10, "{after}");
 }
 
@@ -320,15 +303,7 @@ async fn a_corrected_quarantine_rejects_file_replays_from_s3() {
         format!("dimPayerPK,PayerName\n{rows}"),
     )
     .await;
-    let loaded = json(
-        &healthetl(
-            &db,
-            &moto,
-            &tmp,
-            &["reconcile", "--json", "--load", "s3://landing/incoming/"],
-        )
-        .await,
-    );
+    let loaded = reconcile(&db, &moto, &tmp, &["--load", "s3://landing/incoming/"]).await;
     assert_eq!(loaded["loads"][0]["rows_rejected"], 1, "{loaded}");
     let key = "quarantine/incoming/dimPayer.csv.rejects.csv";
     let rejects = String::from_utf8(

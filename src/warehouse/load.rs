@@ -156,11 +156,8 @@ pub fn clip(text: &str, bytes: usize) -> String {
     if text.len() <= bytes {
         return text.to_string();
     }
-    let mut end = bytes.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    let kept = crate::route::cut_at_boundary(text, bytes.saturating_sub('…'.len_utf8()));
+    format!("{kept}…")
 }
 
 /// What a load is for.
