@@ -397,7 +397,8 @@ impl Kit {
             .target
             .settings
             .iter()
-            .any(|(k, _)| *k == "DATABASE_URL")
+            .any(|(k, _)| *k == crate::config::DATABASE_URL_SETTING)
+            || set(crate::config::DATABASE_URL_SETTING)
             || set("DATABASE_URL");
         let mut modes = vec![AuthMode {
             name: if url {
@@ -411,6 +412,7 @@ impl Kit {
             let without_url = |mode: &'static str| {
                 vec![
                     ("DATABASE_URL", None),
+                    (crate::config::DATABASE_URL_SETTING, None),
                     ("REDSHIFT_AUTH", Some(mode.to_string())),
                 ]
             };

@@ -50,6 +50,34 @@ pub enum CliError {
     },
 }
 
+/// `healthetl man`: one man page for the command line and one per command (`healthetl-load.1`, …) in `out`.
+pub fn man_pages(command: &clap::Command, out: &Path) -> Result<ExitCode, CliError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CliError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut pages = vec![("healthetl".to_string(), command.clone())];
+    for sub in command.get_subcommands() {
+        let name = format!("healthetl-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(format!("healthetl {}", sub.get_name()));
+        pages.push((name, page));
+    }
+    for (name, page) in &pages {
+        let path = out.join(format!("{name}.1"));
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page.clone())
+            .render(&mut roff)
+            .map_err(io(&path))?;
+        std::fs::write(&path, roff).map_err(io(&path))?;
+    }
+    println!("{} man pages written to {}", pages.len(), out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `--bind`: an IP address, or `localhost` (the IPv4 loopback address).
 pub fn parse_bind(s: &str) -> Result<std::net::IpAddr, String> {
     if s.eq_ignore_ascii_case("localhost") {
@@ -70,11 +98,11 @@ pub fn parse_ratio(s: &str) -> Result<f64, String> {
 }
 
 /// Which warehouse a command talks to: the command line's `--database-url` and `--dialect` over the environment
-/// (`DATABASE_URL`, `WAREHOUSE_DIALECT`, the `PG*` and `DB_*` variables — the same settings the Lambda reads),
-/// connected through one [`Connector`].
+/// (`HEALTHETL_DATABASE_URL`, the `DB_*` variables, the `PG*` variables, then `DATABASE_URL`, and
+/// `WAREHOUSE_DIALECT` — the same settings the Lambda reads), connected through one [`Connector`].
 #[derive(Clone, Default)]
 pub struct Target {
-    /// Settings that win over the environment: the flags (`DATABASE_URL` from `--database-url`,
+    /// Settings that win over the environment: the flags (`HEALTHETL_DATABASE_URL` from `--database-url`,
     /// `WAREHOUSE_DIALECT` from `--dialect`), or a test's.
     pub settings: Vec<(&'static str, String)>,
     /// How the warehouse is built (the real services, unless a test swaps Redshift's own statements).
@@ -85,7 +113,7 @@ impl Target {
     /// The target of the command-line flags.
     pub fn from_flags(database_url: Option<String>, dialect: Option<String>) -> Target {
         let settings = [
-            ("DATABASE_URL", database_url),
+            (crate::config::DATABASE_URL_SETTING, database_url),
             ("WAREHOUSE_DIALECT", dialect),
         ]
         .into_iter()

@@ -388,15 +388,19 @@ pub fn lambda_object_limit(memory_mb: u64, timeout_seconds: u64) -> u64 {
     timeout_seconds * 7 / 10 * BYTES_PER_CPU_SECOND / 1000 * vcpu_millis
 }
 
+/// The setting `--database-url` fills (also read from the environment): it wins over every other way of naming
+/// the warehouse, where `DATABASE_URL` comes last.
+pub const DATABASE_URL_SETTING: &str = "HEALTHETL_DATABASE_URL";
+
 /// A configuration value that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// No way to reach the warehouse is configured: neither `DATABASE_URL`, the libpq variables, a secret nor IAM
     /// authentication.
     #[error(
-        "no database configured: set DATABASE_URL (or pass --database-url), or the PG* variables (PGHOST, \
-         PGDATABASE, PGUSER, …), or DB_SECRET_ARN (with DB_HOST, DB_PORT, DB_NAME, DB_USER), or \
-         REDSHIFT_AUTH=iam-cluster|iam-serverless"
+        "no database configured: pass --database-url (or set HEALTHETL_DATABASE_URL), or set DB_SECRET_ARN (with \
+         DB_HOST, DB_PORT, DB_NAME, DB_USER) or REDSHIFT_AUTH=iam-cluster|iam-serverless, or the PG* variables \
+         (PGHOST, PGDATABASE, PGUSER, …), or DATABASE_URL"
     )]
     NoDatabase,
     /// A variable that the other settings make necessary is not set.
@@ -487,7 +491,9 @@ impl Config {
                 "with REDSHIFT_AUTH=iam-cluster (the user to get credentials for)",
             )?;
         }
-        let database = match (get("DATABASE_URL"), auth) {
+        // One precedence for every entry point: the command line's --database-url (HEALTHETL_DATABASE_URL), the
+        // Lambda's DB_* settings with a secret or IAM, libpq's PG* variables, then DATABASE_URL.
+        let database = match (get(DATABASE_URL_SETTING), auth) {
             (Some(url), _) => Database::Url(url),
             (None, Some(auth)) => Database::Parts {
                 host: get("DB_HOST"),
@@ -504,7 +510,7 @@ impl Config {
                 user: get("DB_USER"),
                 auth,
             },
-            (None, None) => match libpq_environment(&get) {
+            (None, None) => match libpq_environment(&get).or_else(|| get("DATABASE_URL")) {
                 Some(conninfo) => Database::Url(conninfo),
                 None => return Err(ConfigError::NoDatabase),
             },
@@ -789,6 +795,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("verify-full") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn the_flag_wins_then_db_settings_then_libpq_variables_then_database_url() {
+        let url = |c: Config| match c.database {
+            Database::Url(u) => u,
+            Database::Parts { host, .. } => format!("parts:{}", host.unwrap_or_default()),
+        };
+        let all = [
+            (DATABASE_URL_SETTING, "postgres://flag/db"),
+            (
+                "DB_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            ),
+            ("DB_HOST", "db.example"),
+            ("PGHOST", "pg.example"),
+            ("DATABASE_URL", "postgres://env/db"),
+        ];
+        assert_eq!(url(config(&all).unwrap()), "postgres://flag/db");
+        assert_eq!(url(config(&all[1..]).unwrap()), "parts:db.example");
+        let libpq = url(config(&all[3..]).unwrap());
+        assert!(libpq.contains("host='pg.example'"), "{libpq}");
+        assert_eq!(url(config(&all[4..]).unwrap()), "postgres://env/db");
+        assert_eq!(config(&[]).unwrap_err(), ConfigError::NoDatabase);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 
+use tracing::Instrument;
+
 /// Whether the process was started by the Lambda runtime: `AWS_LAMBDA_RUNTIME_API` set and no arguments.
 pub fn started_by_runtime() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::args_os().len() == 1
@@ -13,13 +15,50 @@ pub fn started_by_runtime() -> bool {
 /// (Lambda sets it from `LoggingConfig.ApplicationLogLevel`), else warn. Format: JSON when `LOG_FORMAT=json` or
 /// Lambda's `AWS_LAMBDA_LOG_FORMAT=JSON` (`LoggingConfig.LogFormat`), human-readable otherwise.
 pub fn init_tracing() {
+    init_tracing_with(&LogOverrides::default());
+}
+
+/// What the command line says about logging (`-v`, `-q`, `--log-format`); it wins over the environment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogOverrides {
+    /// A tracing filter directive instead of `RUST_LOG`'s.
+    pub filter: Option<String>,
+    /// One JSON object per line (true) or text (false), instead of `LOG_FORMAT`'s.
+    pub json: Option<bool>,
+}
+
+impl LogOverrides {
+    /// From `-v` (counted: info, debug, trace), `-q` (errors only) and `--log-format text|json`.
+    pub fn from_flags(verbose: u8, quiet: bool, format: Option<&str>) -> Self {
+        let filter = match (quiet, verbose) {
+            (true, _) => Some("error"),
+            (false, 0) => None,
+            (false, 1) => Some("info"),
+            (false, 2) => Some("debug"),
+            (false, _) => Some("trace"),
+        };
+        LogOverrides {
+            filter: filter.map(str::to_string),
+            json: format.map(|f| f.eq_ignore_ascii_case("json")),
+        }
+    }
+}
+
+/// [`init_tracing`], with the command line's overrides.
+pub fn init_tracing_with(overrides: &LogOverrides) {
     let var = |name| std::env::var(name).ok();
-    let settings = LogSettings::from_vars(
+    let mut settings = LogSettings::from_vars(
         var("RUST_LOG").as_deref(),
         var("LOG_FORMAT").as_deref(),
         var("AWS_LAMBDA_LOG_LEVEL").as_deref(),
         var("AWS_LAMBDA_LOG_FORMAT").as_deref(),
     );
+    if let Some(filter) = &overrides.filter {
+        settings.filter.clone_from(filter);
+    }
+    if let Some(json) = overrides.json {
+        settings.json = json;
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let colour = colour_wanted(
@@ -31,7 +70,12 @@ pub fn init_tracing() {
         .with_ansi(colour)
         .with_writer(std::io::stderr);
     if settings.json {
-        builder.json().with_current_span(false).init();
+        // The current span's fields: an invocation's lines carry its `request_id` (see [`serve`]).
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.with_target(false).init();
     }
@@ -95,6 +139,7 @@ pub async fn serve() -> ExitCode {
     let service = lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let handler = handler.clone();
+            let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
             async move {
                 let deadline = invocation_deadline(event.context.deadline);
                 handler
@@ -102,6 +147,7 @@ pub async fn serve() -> ExitCode {
                     .await
                     .map_err(lambda_runtime::Error::from)
             }
+            .instrument(span)
         },
     );
     match lambda_runtime::run(service).await {
@@ -155,7 +201,26 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 #[cfg(test)]
 mod tests {
-    use super::LogSettings;
+    use super::{LogOverrides, LogSettings};
+
+    #[test]
+    fn verbose_and_quiet_flags_set_the_level_and_the_format_flag_the_format() {
+        let level = |v, q| LogOverrides::from_flags(v, q, None).filter;
+        assert_eq!(level(0, false), None);
+        assert_eq!(level(1, false).as_deref(), Some("info"));
+        assert_eq!(level(2, false).as_deref(), Some("debug"));
+        assert_eq!(level(5, false).as_deref(), Some("trace"));
+        assert_eq!(level(0, true).as_deref(), Some("error"));
+        assert_eq!(
+            LogOverrides::from_flags(0, false, Some("json")).json,
+            Some(true)
+        );
+        assert_eq!(
+            LogOverrides::from_flags(0, false, Some("text")).json,
+            Some(false)
+        );
+        assert_eq!(LogOverrides::from_flags(0, false, None).json, None);
+    }
 
     #[test]
     fn colour_only_on_a_terminal_and_never_with_no_color() {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 #[cfg(feature = "cli")]
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 #[cfg(feature = "cli")]
 use healthetl::cli;
 #[cfg(feature = "cli")]
@@ -16,16 +16,59 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "healthetl", version, about, long_about = None)]
 struct Args {
+    /// More log output: -v info, -vv debug, -vvv trace (wins over RUST_LOG).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only errors in the log, and no progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Log lines as text or one JSON object per line (else LOG_FORMAT; default text).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Exit codes, under every command's `--help` (and in the README).
+#[cfg(feature = "cli")]
+const EXIT_CODES: &str = "Exit codes:
+  0  done: every object loaded or skipped, every check passed
+  1  done, but an object (or a check, an upload) was refused or failed; the output says which and why
+  2  could not run: a usage error, a missing or malformed setting, the warehouse or AWS unreachable
+
+Settings, first found wins: the flags; HEALTHETL_DATABASE_URL or the Lambda's DB_* variables (with DB_SECRET_ARN or
+REDSHIFT_AUTH); libpq's PG* variables; DATABASE_URL.";
+
+/// The flags of the commands that connect to the warehouse.
+#[cfg(feature = "cli")]
+#[derive(clap::Args, Clone)]
+struct ConnectFlags {
     /// Warehouse connection URL with libpq's sslmode/sslrootcert, e.g.
-    /// postgres://postgres@127.0.0.1:5432/healthetl?sslmode=require (else DATABASE_URL, the PG* or DB_* variables)
-    #[arg(long, global = true)]
+    /// postgres://postgres@127.0.0.1:5432/healthetl?sslmode=require (else HEALTHETL_DATABASE_URL, the DB_*, the
+    /// PG* variables, DATABASE_URL)
+    #[arg(long)]
     database_url: Option<String>,
     /// Warehouse dialect: postgres or redshift (else WAREHOUSE_DIALECT; default postgres). Redshift loads stage
     /// through S3 as the Lambda does (REDSHIFT_COPY_ROLE_ARN, STAGING_BUCKET).
-    #[arg(long, global = true, value_parser = ["postgres", "redshift"])]
+    #[arg(long, value_parser = ["postgres", "redshift"])]
     dialect: Option<String>,
-    #[command(subcommand)]
-    command: Command,
+}
+
+#[cfg(feature = "cli")]
+impl ConnectFlags {
+    fn target(self) -> cli::Target {
+        cli::Target::from_flags(self.database_url, self.dialect)
+    }
+}
+
+/// The command line's definition with the exit codes under every command's help: what parses the arguments and
+/// what `completions` and `man` describe.
+#[cfg(feature = "cli")]
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Args::command()
+        .after_help(EXIT_CODES)
+        .mut_subcommands(|sub| sub.after_help(EXIT_CODES))
 }
 
 /// The flags `load` and `replay` share.
@@ -68,12 +111,17 @@ impl LoadFlags {
 #[derive(Subcommand)]
 enum Command {
     /// Create the schemas, tables, load ledger and reporting views (idempotent).
-    Init,
+    Init {
+        #[command(flatten)]
+        connect: ConnectFlags,
+    },
     /// Check a real warehouse in a scratch namespace (HEALTHETL_SCHEMA_PREFIX, required): init twice, the sample
     /// loaded with each auth mode, table layout, text read back byte for byte, a duplicate delivery, concurrent
     /// loads, a reader during a load, a bad row. Prints a pass/fail table; exit 0 only when all pass. Run by
     /// scripts/redshift-acceptance.
     Acceptance {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// The folder of the sample files.
         #[arg(long, default_value = "data/sample")]
         sample: PathBuf,
@@ -86,6 +134,8 @@ enum Command {
     },
     /// Load CSV files (or directories of them: dimensions first, then the fact table).
     Load {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// Files (.csv, .csv.gz) or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -113,6 +163,8 @@ enum Command {
     /// --load loads them (dimensions first) through the Lambda's handler, --enqueue sends them to a queue as S3
     /// notifications for the Lambda or the worker. Exit 0 unless a load it ran was refused or failed.
     Reconcile {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// s3://bucket/prefix (e.g. s3://landing/incoming/).
         uri: String,
         /// Load what was found here.
@@ -132,6 +184,8 @@ enum Command {
     /// same rules (merged by key), and the ledger links the load to the object they were rejected from. The
     /// file is local or in S3 (s3://…/quarantine/<key>.rejects.csv). Rows still wrong are rejected again.
     Replay {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// The rejects file: a path or an s3:// URI.
         source: String,
         /// The object the rows came from (default: the recorded attempt that wrote this rejects file).
@@ -143,6 +197,8 @@ enum Command {
     /// Show the recent load attempts (loaded, skipped, refused, failed), newest first, with counts and
     /// durations; or one object's whole story with --object.
     History {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// Only attempts at this table (its warehouse name, e.g. fact_table).
         #[arg(long)]
         table: Option<String>,
@@ -178,6 +234,18 @@ enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `healthetl completions bash > /etc/bash_completion.d/healthetl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (healthetl.1 and one per command, healthetl-load.1, …) into a directory.
+    Man {
+        /// The directory (created if missing).
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
     /// Print the star schema as Markdown (the README's table reference).
     Schema {
         /// Print the reporting views' reference instead.
@@ -186,6 +254,8 @@ enum Command {
     },
     /// Serve the analytics dashboard (KPIs, charts, filters; JSON at /api/summary) until stopped.
     Dashboard {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// TCP port (0 picks a free one; the URL is printed).
         #[arg(long, default_value_t = 8080)]
         port: u16,
@@ -195,6 +265,8 @@ enum Command {
     },
     /// Write the dashboard as one self-contained static HTML file.
     Report {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// The HTML file to write.
         #[arg(long)]
         out: PathBuf,
@@ -237,6 +309,8 @@ enum Command {
     },
     /// Long-poll an SQS queue of S3 event notifications and load each object, exactly as the Lambda does.
     Worker {
+        #[command(flatten)]
+        connect: ConnectFlags,
         /// The queue's URL.
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
@@ -276,8 +350,16 @@ fn main() -> ExitCode {
 fn main() -> ExitCode {
     // Started by the Lambda runtime (bootstrap, no arguments): serve events instead of parsing a command line.
     let lambda = healthetl::lambda::started_by_runtime();
-    let args = if lambda { None } else { Some(Args::parse()) };
-    healthetl::lambda::init_tracing();
+    let args = if lambda {
+        None
+    } else {
+        let matches = command().get_matches();
+        Some(Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+    };
+    let logging = args.as_ref().map_or_else(Default::default, |a| {
+        healthetl::lambda::LogOverrides::from_flags(a.verbose, a.quiet, a.log_format.as_deref())
+    });
+    healthetl::lambda::init_tracing_with(&logging);
     let runtime = match healthetl::lambda::runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -288,11 +370,12 @@ fn main() -> ExitCode {
     let Some(args) = args else {
         return runtime.block_on(healthetl::lambda::serve());
     };
-    let target = cli::Target::from_flags(args.database_url, args.dialect);
+    let quiet = args.quiet;
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Init => cli::init(&target).await,
+            Command::Init { connect } => cli::init(&connect.target()).await,
             Command::Acceptance {
+                connect,
                 sample,
                 reader_rows,
                 keep,
@@ -302,9 +385,10 @@ fn main() -> ExitCode {
                     reader_rows,
                     keep,
                 };
-                healthetl::acceptance::run(&target, &options).await
+                healthetl::acceptance::run(&connect.target(), &options).await
             }
             Command::Load {
+                connect,
                 paths,
                 common,
                 max_record_bytes,
@@ -328,14 +412,27 @@ fn main() -> ExitCode {
                         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
                     ..common.options()
                 };
-                let progress = std::io::stderr().is_terminal() && !json;
-                cli::load(&target, &paths, &options, json, progress).await
+                let progress = std::io::stderr().is_terminal() && !json && !quiet;
+                cli::load(&connect.target(), &paths, &options, json, progress).await
             }
-            Command::Replay { source, of, common } => {
+            Command::Replay {
+                connect,
+                source,
+                of,
+                common,
+            } => {
                 let options = common.options();
-                cli::replay(&target, &source, of.as_deref(), &options, common.json).await
+                cli::replay(
+                    &connect.target(),
+                    &source,
+                    of.as_deref(),
+                    &options,
+                    common.json,
+                )
+                .await
             }
             Command::Reconcile {
+                connect,
                 uri,
                 load,
                 enqueue,
@@ -347,9 +444,10 @@ fn main() -> ExitCode {
                     (false, Some(url)) => cli::ReconcileAction::Enqueue(url),
                     (false, None) => cli::ReconcileAction::Report,
                 };
-                cli::reconcile(&target, &uri, &action, dry_run, json).await
+                cli::reconcile(&connect.target(), &uri, &action, dry_run, json).await
             }
             Command::History {
+                connect,
                 table,
                 status,
                 since,
@@ -370,7 +468,7 @@ fn main() -> ExitCode {
                             object,
                             limit,
                         };
-                        cli::history(&target, &query, json).await
+                        cli::history(&connect.target(), &query, json).await
                     }
                     Err(e) => {
                         eprintln!("healthetl: --since: {e}");
@@ -385,6 +483,7 @@ fn main() -> ExitCode {
                 plain,
             } => cli::generate(rows, out, seed, plain),
             Command::Worker {
+                connect,
                 queue_url,
                 wait_seconds,
                 exit_when_idle,
@@ -395,7 +494,7 @@ fn main() -> ExitCode {
                     wait_seconds,
                     exit_when_idle: exit_when_idle.map(std::time::Duration::from_secs),
                 };
-                cli::worker(&target, &options, json).await
+                cli::worker(&connect.target(), &options, json).await
             }
             Command::Ingest {
                 source,
@@ -410,12 +509,17 @@ fn main() -> ExitCode {
                     prefix,
                     concurrency,
                     part_size: part_size_mb.saturating_mul(healthetl::ingest::MIB),
-                    progress: std::io::stderr().is_terminal(),
+                    progress: std::io::stderr().is_terminal() && !quiet,
                 };
                 cli::ingest(&source, &kaggle_api, &options).await
             }
-            Command::Dashboard { port, bind } => cli::dashboard(&target, bind, port).await,
+            Command::Dashboard {
+                connect,
+                port,
+                bind,
+            } => cli::dashboard(&connect.target(), bind, port).await,
             Command::Report {
+                connect,
                 out,
                 from,
                 to,
@@ -435,10 +539,15 @@ fn main() -> ExitCode {
                         .iter()
                         .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
                 ) {
-                    Ok(filters) => cli::report(&target, &out, &filters).await,
+                    Ok(filters) => cli::report(&connect.target(), &out, &filters).await,
                     Err(e) => Err(e.into()),
                 }
             }
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut command(), "healthetl", &mut std::io::stdout());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Man { out } => cli::man_pages(&command(), &out),
             Command::Schema { views } => {
                 if views {
                     print!("{}", healthetl::reporting::markdown());
@@ -452,7 +561,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("healthetl: {e}");
+            eprintln!("healthetl: {}", healthetl::warehouse::with_causes(&e));
             ExitCode::from(2)
         }
     }

@@ -114,12 +114,37 @@ impl Connection {
                 }
                 other => other,
             }
-            .map_err(|e| WarehouseError::Connect(describe(&e)))?;
+            .map_err(|e| WarehouseError::Connect(format!("{}: {}", self.server(), describe(&e))))?;
             self.client = Some(client);
         }
         self.client
             .as_mut()
             .ok_or_else(|| WarehouseError::Connect("no client".into()))
+    }
+
+    /// The server as the driver was told to reach it, e.g. `127.0.0.1:5432` (never the user or password).
+    fn server(&self) -> String {
+        use tokio_postgres::config::Host;
+        let ports = self.config.get_ports();
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+                }
+            })
+            .collect();
+        if hosts.is_empty() {
+            "the default server".to_string()
+        } else {
+            hosts.join(",")
+        }
     }
 
     async fn connect_once(&self) -> Result<Client, tokio_postgres::Error> {

@@ -72,8 +72,25 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
         }
         None if e.is_closed() => "the connection was closed".to_string(),
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// An error's message followed by each of its causes not already in it, e.g. `error connecting to server:
+/// Connection refused (os error 111)`. Causes are the driver's and the operating system's messages (I/O, TLS,
+/// DNS), never row values: a server's data errors are described by [`describe`] with their SQLSTATE only.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl WarehouseError {

@@ -16,7 +16,7 @@ pub mod tls;
 use crate::schema::{ColumnType, SCHEMA, quote_ident};
 
 pub use connect::{ConnectPlan, Connector, connect};
-pub use error::{WarehouseError, describe};
+pub use error::{WarehouseError, describe, with_causes};
 pub use load::{
     ATTEMPT_ERROR_BYTES, AttemptRecord, BeforeCommit, BeginLoad, Begun, Commit, Committed,
     LedgerEntry, Load, LoadOutcome, Loader, MergeTally, NothingBeforeCommit, ReadProgress,

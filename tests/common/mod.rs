@@ -341,6 +341,7 @@ where
         }
     }
     command.env_remove("DATABASE_URL");
+    command.env_remove("HEALTHETL_DATABASE_URL");
     for (name, value) in env {
         command.env(name, value);
     }
