@@ -133,21 +133,24 @@ const FROM: &str = "FROM health.fact_table f \
     LEFT JOIN health.dim_physician ph ON ph.dim_physician_pk = f.dim_physician_pk \
     LEFT JOIN health.dim_payer pa ON pa.dim_payer_pk = f.dim_payer_pk";
 
-/// `label → gross charges` of an API breakdown.
-fn breakdown(v: &Value, name: &str) -> BTreeMap<String, String> {
-    v[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name} is not an array"))
+/// `(label, value)` of each element of an API list, both strings.
+fn pairs(list: &Value, label: &str, value: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
         .iter()
         .map(|g| {
             (
-                g["label"].as_str().expect("label").to_string(),
-                g["gross_charges"]
-                    .as_str()
-                    .expect("gross_charges")
-                    .to_string(),
+                g[label].as_str().expect("label").to_string(),
+                g[value].as_str().expect("value").to_string(),
             )
         })
+        .collect()
+}
+
+/// `label → gross charges` of an API breakdown.
+fn breakdown(v: &Value, name: &str) -> BTreeMap<String, String> {
+    pairs(&v[name], "label", "gross_charges")
+        .into_iter()
         .collect()
 }
 
@@ -652,13 +655,7 @@ async fn each_table_exports_as_csv_with_the_apis_exact_figures() {
         let response = get(server.addr(), &format!("/export/{table}.csv?{query}")).await;
         assert_eq!(response.status, 200, "{table}: {}", response.body);
         assert!(response.headers.contains("content-type: text/csv"));
-        let mut reader = csv::Reader::from_reader(response.body.as_bytes());
-        let header: Vec<String> = reader
-            .headers()
-            .expect("header")
-            .iter()
-            .map(String::from)
-            .collect();
+        let (header, records) = common::files::records(&response.body);
         assert_eq!(header[0], name, "{table}");
         assert!(
             !header.iter().any(|h| h.contains("patient")),
@@ -668,12 +665,9 @@ async fn each_table_exports_as_csv_with_the_apis_exact_figures() {
             .iter()
             .position(|h| h == value)
             .expect("value column");
-        let exported: BTreeMap<String, String> = reader
-            .records()
-            .map(|r| {
-                let r = r.expect("record");
-                (r[0].to_string(), r[at].to_string())
-            })
+        let exported: BTreeMap<String, String> = records
+            .into_iter()
+            .map(|r| (r[0].clone(), r[at].clone()))
             .collect();
         let list = if key == "timeline" {
             &api[key]["periods"]
@@ -681,17 +675,7 @@ async fn each_table_exports_as_csv_with_the_apis_exact_figures() {
             &api[key]
         };
         let label = if key == "ar_aging" { "bucket" } else { "label" };
-        let served: BTreeMap<String, String> = list
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|g| {
-                (
-                    g[label].as_str().expect("label").to_string(),
-                    g[value].as_str().expect("value").to_string(),
-                )
-            })
-            .collect();
+        let served: BTreeMap<String, String> = pairs(list, label, value).into_iter().collect();
         assert_eq!(exported, served, "{table}");
         assert!(!exported.is_empty(), "{table}");
     }
@@ -829,17 +813,7 @@ async fn the_revenue_cycle_figures_equal_a_computation_over_the_csv_files() {
                 .unwrap_or(4);
             buckets[i] += l.ar;
         }
-        let served: Vec<(String, String)> = api["ar_aging"]
-            .as_array()
-            .expect("ar_aging")
-            .iter()
-            .map(|b| {
-                (
-                    b["bucket"].as_str().expect("bucket").into(),
-                    b["ar"].as_str().expect("ar").into(),
-                )
-            })
-            .collect();
+        let served = pairs(&api["ar_aging"], "bucket", "ar");
         let want: Vec<(String, String)> = ["0-30", "31-60", "61-90", "91-120", "120+"]
             .iter()
             .zip(buckets)
@@ -909,17 +883,7 @@ async fn the_revenue_cycle_figures_equal_a_computation_over_the_csv_files() {
         let mut top: Vec<(String, i64)> = physicians.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(10);
-        let served: Vec<(String, String)> = api["top_physicians"]
-            .as_array()
-            .expect("top physicians")
-            .iter()
-            .map(|g| {
-                (
-                    g["label"].as_str().expect("label").into(),
-                    g["gross_charges"].as_str().expect("gross").into(),
-                )
-            })
-            .collect();
+        let served = pairs(&api["top_physicians"], "label", "gross_charges");
         let want: Vec<(String, String)> = top.into_iter().map(|(n, g)| (n, decimal(g))).collect();
         assert_eq!(served, want, "top physicians for ?{query}");
 
@@ -937,17 +901,7 @@ async fn the_revenue_cycle_figures_equal_a_computation_over_the_csv_files() {
         for l in &lines {
             *weeks.get_mut(&monday(l.post)).expect("a week") += l.gross;
         }
-        let served: Vec<(String, String)> = api["timeline"]["periods"]
-            .as_array()
-            .expect("periods")
-            .iter()
-            .map(|g| {
-                (
-                    g["label"].as_str().expect("label").into(),
-                    g["gross_charges"].as_str().expect("gross").into(),
-                )
-            })
-            .collect();
+        let served = pairs(&api["timeline"]["periods"], "label", "gross_charges");
         let want: Vec<(String, String)> = weeks
             .iter()
             .map(|(w, g)| (w.to_string(), decimal(*g)))

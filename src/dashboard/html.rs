@@ -532,31 +532,16 @@ fn chart(s: &Summary, table: &Table) -> String {
             }],
             bars(&s.adjustments, |t| vec![t.adjustments]),
         ),
-        "specialties" => draw(
-            "specialty",
-            &[gross],
-            bars(&s.specialties, |t| vec![t.gross_charges]),
-        ),
-        "locations" => draw(
-            "location",
-            &[gross],
-            bars(&s.locations, |t| vec![t.gross_charges]),
-        ),
-        "cpt_groups" => draw(
-            "CPT group",
-            &[gross],
-            bars(&s.cpt_groups, |t| vec![t.gross_charges]),
-        ),
-        "physicians" => draw(
-            "physician",
-            &[gross],
-            bars(&s.physicians, |t| vec![t.gross_charges]),
-        ),
-        _ => draw(
-            "CPT code",
-            &[gross],
-            bars(&s.cpt_codes, |t| vec![t.gross_charges]),
-        ),
+        id => {
+            let (what, groups) = match id {
+                "specialties" => ("specialty", &s.specialties),
+                "locations" => ("location", &s.locations),
+                "cpt_groups" => ("CPT group", &s.cpt_groups),
+                "physicians" => ("physician", &s.physicians),
+                _ => ("CPT code", &s.cpt_codes),
+            };
+            draw(what, &[gross], bars(groups, |t| vec![t.gross_charges]))
+        }
     }
 }
 

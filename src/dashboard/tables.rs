@@ -7,17 +7,42 @@ use std::cmp::Ordering;
 use super::filters::Sort;
 use super::queries::{Cents, Group, Rate, Summary, Totals, grouped};
 
-/// A table's id (the export's file name and the sort's prefix) and its columns' keys, first the group's name.
+/// A table's id (the export's file name and the sort's prefix), the key of its first column (the group's name)
+/// and its other columns' keys.
 struct Spec {
     id: &'static str,
+    name: &'static str,
     columns: &'static [&'static str],
+}
+
+impl Spec {
+    fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.name).chain(self.columns.iter().copied())
+    }
+}
+
+/// The columns of the breakdowns by gross charges.
+const BREAKDOWN: &[&str] = &[
+    "gross_charges",
+    "collected",
+    "ar",
+    "net_collection_rate",
+    "transactions",
+];
+
+const fn breakdown(id: &'static str, name: &'static str) -> Spec {
+    Spec {
+        id,
+        name,
+        columns: BREAKDOWN,
+    }
 }
 
 const SPECS: [Spec; 9] = [
     Spec {
         id: "timeline",
+        name: "period",
         columns: &[
-            "period",
             "gross_charges",
             "collected",
             "adjustments",
@@ -27,8 +52,8 @@ const SPECS: [Spec; 9] = [
     },
     Spec {
         id: "payers",
+        name: "payer",
         columns: &[
-            "payer",
             "gross_charges",
             "collected",
             "ar",
@@ -39,54 +64,20 @@ const SPECS: [Spec; 9] = [
     },
     Spec {
         id: "aging",
-        columns: &["bucket", "ar", "share", "transactions"],
+        name: "bucket",
+        columns: &["ar", "share", "transactions"],
     },
     Spec {
         id: "adjustments",
-        columns: &["reason", "adjustments", "adjustment_rate", "transactions"],
+        name: "reason",
+        columns: &["adjustments", "adjustment_rate", "transactions"],
     },
-    Spec {
-        id: "specialties",
-        columns: &BREAKDOWN[0],
-    },
-    Spec {
-        id: "locations",
-        columns: &BREAKDOWN[1],
-    },
-    Spec {
-        id: "cpt_groups",
-        columns: &BREAKDOWN[2],
-    },
-    Spec {
-        id: "physicians",
-        columns: &BREAKDOWN[3],
-    },
-    Spec {
-        id: "cpt_codes",
-        columns: &BREAKDOWN[4],
-    },
+    breakdown("specialties", "specialty"),
+    breakdown("locations", "location"),
+    breakdown("cpt_groups", "cpt_group"),
+    breakdown("physicians", "physician"),
+    breakdown("cpt_codes", "cpt_code"),
 ];
-
-/// The breakdowns' columns after their name column.
-const BREAKDOWN: [[&str; 6]; 5] = {
-    const fn columns(name: &'static str) -> [&'static str; 6] {
-        [
-            name,
-            "gross_charges",
-            "collected",
-            "ar",
-            "net_collection_rate",
-            "transactions",
-        ]
-    }
-    [
-        columns("specialty"),
-        columns("location"),
-        columns("cpt_group"),
-        columns("physician"),
-        columns("cpt_code"),
-    ]
-};
 
 /// A column's heading.
 fn heading(key: &str) -> &'static str {
@@ -117,7 +108,7 @@ fn heading(key: &str) -> &'static str {
 pub fn sortable(table: &str, column: &str) -> bool {
     SPECS
         .iter()
-        .any(|s| s.id == table && s.columns.contains(&column))
+        .any(|s| s.id == table && s.keys().any(|k| k == column))
 }
 
 /// One value of a table.
@@ -331,10 +322,10 @@ fn table(summary: &Summary, spec: &Spec) -> Table {
     let mut table = Table {
         id: spec.id,
         caption,
-        columns: spec.columns.iter().map(|k| (*k, heading(k))).collect(),
+        columns: spec.keys().map(|k| (k, heading(k))).collect(),
         rows: groups
             .iter()
-            .map(|g| spec.columns.iter().map(|k| cell(k, g, summary)).collect())
+            .map(|g| spec.keys().map(|k| cell(k, g, summary)).collect())
             .collect(),
     };
     if let Some(sort) = &f.sort {

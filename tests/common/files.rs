@@ -69,24 +69,27 @@ pub fn read_table(dir: &Path, file: &str, encoding: &str) -> Vec<BTreeMap<String
         _ => String::from_utf8(bytes).unwrap_or_else(|e| panic!("{file}: {e}")),
     };
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
+    let (header, records) = records(text);
+    records
+        .into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+/// The header and the records of CSV text, each a list of fields.
+pub fn records(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader
+    let header = reader
         .headers()
         .expect("header")
         .iter()
         .map(String::from)
         .collect();
-    reader
+    let records = reader
         .records()
-        .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{file}: {e}"));
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(String::from))
-                .collect()
-        })
-        .collect()
+        .map(|r| r.expect("a CSV record").iter().map(String::from).collect())
+        .collect();
+    (header, records)
 }
 
 /// A record's value of column `name`.
