@@ -270,21 +270,33 @@ enum Command {
         /// The HTML file to write.
         #[arg(long)]
         out: PathBuf,
-        /// First post date, YYYY-MM-DD.
+        /// First day of the range, YYYY-MM-DD.
         #[arg(long)]
         from: Option<String>,
-        /// Last post date, YYYY-MM-DD.
+        /// Last day of the range, YYYY-MM-DD.
         #[arg(long)]
         to: Option<String>,
-        /// Payer key (dim_payer_pk).
+        /// Which date the range and the time axis use: post (default) or service.
+        #[arg(long)]
+        dates: Option<String>,
+        /// Time axis by day, week or month (default).
+        #[arg(long)]
+        grain: Option<String>,
+        /// Payer key (dim_payer_pk) or name.
         #[arg(long)]
         payer: Option<String>,
-        /// Location key (dim_location_pk).
+        /// Location key (dim_location_pk) or name.
         #[arg(long)]
         location: Option<String>,
         /// Provider specialty, as named in dim_physician.
         #[arg(long)]
         specialty: Option<String>,
+        /// Physician key (dim_physician_pk) or name.
+        #[arg(long)]
+        physician: Option<String>,
+        /// Another filter as NAME=VALUE (cpt_group, cpt, diagnosis_group, diagnosis, gender, age_band, state).
+        #[arg(long = "filter", value_name = "NAME=VALUE")]
+        filter: Vec<String>,
     },
     /// Upload table files to S3, from a file or folder or a Kaggle dataset (multipart for large files).
     Ingest {
@@ -523,21 +535,33 @@ fn main() -> ExitCode {
                 out,
                 from,
                 to,
+                dates,
+                grain,
                 payer,
                 location,
                 specialty,
+                physician,
+                filter,
             } => {
                 let pairs = [
                     ("from", from),
                     ("to", to),
+                    ("dates", dates),
+                    ("grain", grain),
                     ("payer", payer),
                     ("location", location),
                     ("specialty", specialty),
+                    ("physician", physician),
                 ];
                 match healthetl::dashboard::Filters::from_pairs(
                     pairs
                         .iter()
-                        .filter_map(|(name, value)| Some((*name, value.as_deref()?))),
+                        .filter_map(|(name, value)| Some((*name, value.as_deref()?)))
+                        .chain(
+                            filter
+                                .iter()
+                                .map(|f| f.split_once('=').unwrap_or((f.as_str(), ""))),
+                        ),
                 ) {
                     Ok(filters) => cli::report(&connect.target(), &out, &filters).await,
                     Err(e) => Err(e.into()),

@@ -35,16 +35,19 @@ pub enum Dim {
     Cpt,
     /// `dim_diagnosis_code`, joined on `dim_diagnosis_code_pk` (alias `dx`).
     Diagnosis,
+    /// `dim_transaction`, joined on `dim_transaction_pk` (alias `tr`).
+    Transaction,
 }
 
 impl Dim {
-    const ALL: [Dim; 6] = [
+    const ALL: [Dim; 7] = [
         Dim::Patient,
         Dim::Physician,
         Dim::Payer,
         Dim::Location,
         Dim::Cpt,
         Dim::Diagnosis,
+        Dim::Transaction,
     ];
 
     fn alias(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Dim {
             Dim::Location => "loc",
             Dim::Cpt => "cpt",
             Dim::Diagnosis => "dx",
+            Dim::Transaction => "tr",
         }
     }
 
@@ -68,6 +72,7 @@ impl Dim {
             Dim::Location => "dim_location_pk",
             Dim::Cpt => "dim_cpt_code_pk",
             Dim::Diagnosis => "dim_diagnosis_code_pk",
+            Dim::Transaction => "dim_transaction_pk",
         }
     }
 
@@ -191,6 +196,22 @@ pub const SERVICE_MONTH: Attribute = attr(
     "DATE",
     "First day of the month the service was rendered",
 );
+/// Grouping column `post_week`: the Monday of the (ISO) week of post date.
+pub const POST_WEEK: Attribute = attr(
+    "post_week",
+    "CAST(DATE_TRUNC('week', f.dim_date_post_pk) AS DATE)",
+    None,
+    "DATE",
+    "Monday of the week the lines were posted",
+);
+/// Grouping column `service_week`: the Monday of the (ISO) week of service date.
+pub const SERVICE_WEEK: Attribute = attr(
+    "service_week",
+    "CAST(DATE_TRUNC('week', f.dim_date_service_pk) AS DATE)",
+    None,
+    "DATE",
+    "Monday of the week the service was rendered",
+);
 /// Grouping column `payer_id`: the payer's key, NULL when the payer is missing from `dim_payer`.
 pub const PAYER_ID: Attribute = attr(
     "payer_id",
@@ -254,6 +275,30 @@ pub const CPT_GROUPING: Attribute = attr(
     Some(Dim::Cpt),
     "VARCHAR",
     "CPT grouping (Evaluation and Management, Surgery, …), `unknown` when missing",
+);
+/// Grouping column `cpt_code`: the CPT code, [`UNKNOWN`] when missing.
+pub const CPT_CODE: Attribute = attr(
+    "cpt_code",
+    "COALESCE(cpt.cpt_code, 'unknown')",
+    Some(Dim::Cpt),
+    "VARCHAR",
+    "CPT code, `unknown` when missing",
+);
+/// Grouping column `diagnosis_code`: the ICD code, [`UNKNOWN`] when missing.
+pub const DIAGNOSIS_CODE: Attribute = attr(
+    "diagnosis_code",
+    "COALESCE(dx.diagnosis_code, 'unknown')",
+    Some(Dim::Diagnosis),
+    "VARCHAR",
+    "ICD diagnosis code, `unknown` when missing",
+);
+/// Grouping column `adjustment_reason`: the transaction's adjustment reason, [`UNKNOWN`] when missing.
+pub const ADJUSTMENT_REASON: Attribute = attr(
+    "adjustment_reason",
+    "COALESCE(tr.adjustment_reason, 'unknown')",
+    Some(Dim::Transaction),
+    "VARCHAR",
+    "Adjustment reason of the line's transaction, `unknown` when missing",
 );
 /// Grouping column `diagnosis_group`: the diagnosis code's ICD chapter, [`UNKNOWN`] when missing.
 pub const DIAGNOSIS_GROUP: Attribute = attr(
@@ -708,6 +753,8 @@ pub enum Op {
     OnOrBefore,
     /// `attribute = parameter` (the parameter's type is the attribute's).
     Equals,
+    /// The text attribute equals the text parameter, ignoring case (`LOWER` on both sides).
+    Named,
 }
 
 /// One `WHERE` condition of an ad-hoc aggregate: attribute, comparison and its `$n` parameter.
@@ -746,6 +793,11 @@ pub fn aggregate_sql(
                 c.attribute.sql
             ),
             Op::Equals => write!(sql, "{} = ${p}", c.attribute.sql),
+            Op::Named => write!(
+                sql,
+                "LOWER({}) = LOWER(CAST(${p} AS VARCHAR))",
+                c.attribute.sql
+            ),
         };
     }
     sql.push_str(&group_by_sql(grain));

@@ -119,6 +119,10 @@ const CASES: &[Case] = &[
         sql: "ph.provider_specialty = 'Hematology & Oncology'",
     },
     Case {
+        query: "payer=blue+cross%2C+blue+shield&dates=service&from=2019-07-01",
+        sql: "pa.payer_name = 'Blue Cross, Blue Shield' AND f.dim_date_service_pk >= DATE '2019-07-01'",
+    },
+    Case {
         query: "from=2019-01-01&to=2019-06-30&payer=1&specialty=Psychiatry",
         sql: "f.dim_date_post_pk BETWEEN DATE '2019-01-01' AND DATE '2019-06-30' AND f.dim_payer_pk = 1 \
               AND ph.provider_specialty = 'Psychiatry'",
@@ -129,21 +133,24 @@ const FROM: &str = "FROM health.fact_table f \
     LEFT JOIN health.dim_physician ph ON ph.dim_physician_pk = f.dim_physician_pk \
     LEFT JOIN health.dim_payer pa ON pa.dim_payer_pk = f.dim_payer_pk";
 
-/// `label → gross charges` of an API breakdown.
-fn breakdown(v: &Value, name: &str) -> BTreeMap<String, String> {
-    v[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("{name} is not an array"))
+/// `(label, value)` of each element of an API list, both strings.
+fn pairs(list: &Value, label: &str, value: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
         .iter()
         .map(|g| {
             (
-                g["label"].as_str().expect("label").to_string(),
-                g["gross_charges"]
-                    .as_str()
-                    .expect("gross_charges")
-                    .to_string(),
+                g[label].as_str().expect("label").to_string(),
+                g[value].as_str().expect("value").to_string(),
             )
         })
+        .collect()
+}
+
+/// `label → gross charges` of an API breakdown.
+fn breakdown(v: &Value, name: &str) -> BTreeMap<String, String> {
+    pairs(&v[name], "label", "gross_charges")
+        .into_iter()
         .collect()
 }
 
@@ -228,9 +235,34 @@ async fn the_summary_api_equals_sql_written_in_the_test_with_and_without_filters
             "specialties for ?{}",
             case.query
         );
+        // The time axis: every month from the first to the last with lines, the empty ones at zero.
+        let periods = &api["timeline"]["periods"];
+        let mut months = breakdown(&api["timeline"], "periods");
+        let labels: Vec<&String> = months.keys().collect();
+        assert_eq!(labels.len(), periods.as_array().map_or(0, Vec::len));
+        for pair in labels.windows(2) {
+            let (y, m) = pair[0].split_once('-').expect("YYYY-MM");
+            let (y, m): (u32, u32) = (y.parse().expect("year"), m.parse().expect("month"));
+            let next = if m == 12 {
+                format!("{}-01", y + 1)
+            } else {
+                format!("{y}-{:02}", m + 1)
+            };
+            assert_eq!(
+                *pair[1], next,
+                "months follow each other for ?{}",
+                case.query
+            );
+        }
+        months.retain(|_, gross| gross != "0.00");
+        let month = if case.query.contains("dates=service") {
+            "to_char(f.dim_date_service_pk, 'YYYY-MM')"
+        } else {
+            "to_char(f.dim_date_post_pk, 'YYYY-MM')"
+        };
         assert_eq!(
-            breakdown(&api, "monthly"),
-            sql_breakdown(&db, "to_char(f.dim_date_post_pk, 'YYYY-MM')", case.sql).await,
+            months,
+            sql_breakdown(&db, month, case.sql).await,
             "months for ?{}",
             case.query
         );
@@ -268,8 +300,23 @@ async fn bad_parameters_are_refused_with_400_and_a_message_naming_them() {
     let (db, _tmp) = sample_db("bad_params").await;
     let server = start(&db).await;
     let cases = [
-        ("payer=abc", "payer: 'abc' is not an id"),
-        ("location=1.5", "location: '1.5' is not an id"),
+        (
+            "payer=123456789012345678901",
+            "payer: '123456789012345678901' is not one of a key that fits 64 bits, or a name",
+        ),
+        ("grain=year", "grain: 'year' is not one of day, week, month"),
+        (
+            "dates=billed",
+            "dates: 'billed' is not one of post, service",
+        ),
+        (
+            "age_band=40s",
+            "age_band: '40s' is not one of under 18, 18-65, over 65, unknown",
+        ),
+        (
+            "sort=payers.patient",
+            "sort: 'payers.patient' is not one of",
+        ),
         (
             "from=2020-02-30",
             "from: '2020-02-30' is not a date; expected YYYY-MM-DD",
@@ -278,10 +325,6 @@ async fn bad_parameters_are_refused_with_400_and_a_message_naming_them() {
         (
             "from=2020-03-01&to=2020-02-01",
             "from (2020-03-01) is after to (2020-02-01)",
-        ),
-        (
-            "payer=1;DROP%20TABLE%20x",
-            "payer: '1;DROP TABLE x' is not an id",
         ),
         ("order=name", "unknown parameter 'order'"),
         ("payer=1&payer=2", "given more than once"),
@@ -296,7 +339,14 @@ async fn bad_parameters_are_refused_with_400_and_a_message_naming_them() {
         assert!(page.headers.contains("content-type: text/html"));
         assert!(page.body.contains("role=\"alert\""), "{query}");
     }
-    // The database was never asked: the fact table is intact.
+    // A name that is SQL is only ever a parameter: it matches no payer.
+    let injected = get(
+        server.addr(),
+        "/api/summary?payer=1%27%3BDROP%20TABLE%20x%3B--",
+    )
+    .await;
+    assert_eq!(injected.status, 200, "{}", injected.body);
+    assert_eq!(injected.json()["totals"]["transactions"], 0);
     assert_eq!(db.count("health.fact_table").await, 1000);
 }
 
@@ -316,14 +366,18 @@ async fn the_page_is_html_with_the_svg_charts_kpis_and_a_get_form() {
     );
     let html = &page.body;
     for id in [
-        "chart-monthly",
-        "chart-payer",
-        "chart-specialty",
-        "chart-location",
-        "chart-cpt",
+        "chart-timeline",
+        "chart-payers",
+        "chart-aging",
+        "chart-adjustments",
+        "chart-specialties",
+        "chart-locations",
+        "chart-cpt_groups",
+        "chart-physicians",
+        "chart-cpt_codes",
     ] {
         assert!(
-            html.contains(&format!("<svg id=\"{id}\" class=\"chart\"")),
+            html.contains(&format!("<svg id=\"{id}\" class=\"chart")),
             "{id}"
         );
         assert!(html.contains(&format!("<title id=\"{id}-title\">")), "{id}");
@@ -407,8 +461,9 @@ async fn the_report_command_writes_one_self_contained_html_file() {
     assert_eq!(run.code, Some(0), "{run:#?}");
     let html = read(&out);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(html.matches("<svg id=\"chart-").count(), 5);
+    assert_eq!(html.matches("<svg id=\"chart-").count(), 9);
     assert!(html.contains("Filters: post date from 2019-01-01; payer Aetna."));
+    assert!(html.contains("@media print"));
     // Nothing outside the file: no scheme anywhere, no script, no linked resource, no form posting elsewhere.
     for banned in [
         "http://", "https://", "<script", "<link", "src=", "url(", "<form", "@import",
@@ -427,12 +482,14 @@ async fn the_report_command_writes_one_self_contained_html_file() {
     let refused = run_bin(
         Some(&db.url),
         tmp.path(),
-        ["report", "--out", "bad.html", "--payer", "three"],
+        ["report", "--out", "bad.html", "--grain", "year"],
     )
     .await;
     assert_eq!(refused.code, Some(2), "{refused:#?}");
     assert!(
-        refused.stderr.contains("payer: 'three' is not an id"),
+        refused
+            .stderr
+            .contains("grain: 'year' is not one of day, week, month"),
         "{}",
         refused.stderr
     );
@@ -475,4 +532,403 @@ async fn an_oversized_request_head_is_refused_without_querying() {
     let long = format!("/api/summary?specialty={}", "x".repeat(20_000));
     let response = get(server.addr(), &long).await;
     assert_eq!(response.status, 431);
+}
+
+/// Every kind of filter, alone and combined, against SQL written here: the totals of the API equal the hand query's.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_filter_kind_selects_what_sql_written_in_the_test_selects() {
+    let (db, _tmp) = sample_db("filter_kinds").await;
+    let server = start(&db).await;
+    let from = "FROM health.fact_table f \
+        LEFT JOIN health.dim_physician ph ON ph.dim_physician_pk = f.dim_physician_pk \
+        LEFT JOIN health.dim_payer pa ON pa.dim_payer_pk = f.dim_payer_pk \
+        LEFT JOIN health.dim_location lo ON lo.dim_location_pk = f.dim_location_pk \
+        LEFT JOIN health.dim_cpt_code c ON c.dim_cpt_code_pk = f.dim_cpt_code_pk \
+        LEFT JOIN health.dim_diagnosis_code dx ON dx.dim_diagnosis_code_pk = f.dim_diagnosis_code_pk \
+        LEFT JOIN health.dim_patient pt ON pt.dim_patient_pk = f.dim_patient_pk";
+    let cases = [
+        (
+            "location=St.+Luke%E2%80%99s+Hospital",
+            "lo.location_name = 'St. Luke’s Hospital'",
+        ),
+        ("physician=2", "f.dim_physician_pk = 2"),
+        (
+            "physician=andr%C3%A9+martinez%2C+md%2C+phd",
+            "ph.provider_name = 'André Martinez, MD, PhD'",
+        ),
+        ("cpt_group=surgery", "c.cpt_grouping = 'Surgery'"),
+        ("cpt=99213", "c.cpt_code = '99213'"),
+        ("diagnosis=I10", "dx.diagnosis_code = 'I10'"),
+        (
+            "diagnosis_group=Diseases+of+the+circulatory+system",
+            "dx.diagnosis_code_group = 'Diseases of the circulatory system'",
+        ),
+        ("gender=female", "pt.patient_gender = 'Female'"),
+        ("age_band=18-65", "pt.patient_age BETWEEN 18 AND 65"),
+        ("age_band=over+65", "pt.patient_age > 65"),
+        ("state=KY", "pt.state = 'KY'"),
+        (
+            "dates=service&from=2019-03-01&to=2019-09-30",
+            "f.dim_date_service_pk BETWEEN DATE '2019-03-01' AND DATE '2019-09-30'",
+        ),
+        (
+            "gender=Male&payer=1&cpt_group=Evaluation+and+Management&grain=day",
+            "pt.patient_gender = 'Male' AND f.dim_payer_pk = 1 AND c.cpt_grouping = 'Evaluation and Management'",
+        ),
+    ];
+    for (query, condition) in cases {
+        let response = get(server.addr(), &format!("/api/summary?{query}")).await;
+        assert_eq!(response.status, 200, "{query}: {}", response.body);
+        let t = &response.json()["totals"];
+        let want = rows(
+            &db.url,
+            &format!(
+                "SELECT count(*)::text, COALESCE(sum(f.gross_charge), 0)::text, COALESCE(sum(f.ar), 0)::text \
+                 {from} WHERE {condition}"
+            ),
+        )
+        .await;
+        let got = vec![
+            Some(t["transactions"].to_string()),
+            t["gross_charges"].as_str().map(String::from),
+            t["ar"].as_str().map(String::from),
+        ];
+        assert_eq!(got, want[0], "?{query}");
+        assert_ne!(t["transactions"], 0, "?{query} selects some lines");
+    }
+    // "unknown": the lines whose key is missing from its dimension (after the payer's row is removed).
+    let admin = common::connect(&db.url).await;
+    admin
+        .batch_execute("DELETE FROM health.dim_payer WHERE dim_payer_pk = 8")
+        .await
+        .expect("delete a payer");
+    let unknown = get(server.addr(), "/api/summary?payer=unknown")
+        .await
+        .json();
+    let orphans: i64 = common::scalar(
+        &db.url,
+        "SELECT count(*) FROM health.fact_table WHERE dim_payer_pk = 8",
+    )
+    .await;
+    assert!(orphans > 0);
+    assert_eq!(unknown["totals"]["transactions"], orphans);
+    let options = get(server.addr(), "/api/filters").await.json();
+    for list in [
+        "physicians",
+        "cpt_groups",
+        "cpt_codes",
+        "diagnosis_groups",
+        "diagnosis_codes",
+        "genders",
+        "age_bands",
+        "states",
+    ] {
+        assert!(
+            options[list].as_array().is_some_and(|l| !l.is_empty()),
+            "{list}: {options}"
+        );
+    }
+}
+
+/// The CSV export of each table has the API's figures (the same filters), aggregates only.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_table_exports_as_csv_with_the_apis_exact_figures() {
+    let (db, _tmp) = sample_db("export").await;
+    let server = start(&db).await;
+    let query = "payer=3&grain=week&sort=payers.gross_charges&dir=asc";
+    let api = get(server.addr(), &format!("/api/summary?{query}"))
+        .await
+        .json();
+    for (table, key, name, value) in [
+        ("payers", "payers", "payer", "gross_charges"),
+        ("timeline", "timeline", "period", "gross_charges"),
+        ("physicians", "top_physicians", "physician", "gross_charges"),
+        ("cpt_codes", "top_cpt_codes", "cpt_code", "gross_charges"),
+        (
+            "adjustments",
+            "adjustments_by_reason",
+            "reason",
+            "adjustments",
+        ),
+        ("aging", "ar_aging", "bucket", "ar"),
+    ] {
+        let response = get(server.addr(), &format!("/export/{table}.csv?{query}")).await;
+        assert_eq!(response.status, 200, "{table}: {}", response.body);
+        assert!(response.headers.contains("content-type: text/csv"));
+        let (header, records) = common::files::records(&response.body);
+        assert_eq!(header[0], name, "{table}");
+        assert!(
+            !header.iter().any(|h| h.contains("patient")),
+            "{table}: {header:?}"
+        );
+        let at = header
+            .iter()
+            .position(|h| h == value)
+            .expect("value column");
+        let exported: BTreeMap<String, String> = records
+            .into_iter()
+            .map(|r| (r[0].clone(), r[at].clone()))
+            .collect();
+        let list = if key == "timeline" {
+            &api[key]["periods"]
+        } else {
+            &api[key]
+        };
+        let label = if key == "ar_aging" { "bucket" } else { "label" };
+        let served: BTreeMap<String, String> = pairs(list, label, value).into_iter().collect();
+        assert_eq!(exported, served, "{table}");
+        assert!(!exported.is_empty(), "{table}");
+    }
+    let missing = get(server.addr(), "/export/patients.csv").await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("expected one of timeline, payers"),
+        "{}",
+        missing.body
+    );
+    assert_eq!(
+        get(server.addr(), "/export/payers.csv?grain=year")
+            .await
+            .status,
+        400
+    );
+}
+
+/// One fact line of the sample, read from the files with what the revenue-cycle figures need.
+struct Line {
+    post: time::Date,
+    service: time::Date,
+    payer: String,
+    physician: String,
+    reason: String,
+    gross: i64,
+    payment: i64,
+    adjustment: i64,
+    ar: i64,
+}
+
+fn day((y, m, d): common::files::Date) -> time::Date {
+    let month = time::Month::try_from(u8::try_from(m).expect("month")).expect("month");
+    time::Date::from_calendar_date(
+        i32::try_from(y).expect("year"),
+        month,
+        u8::try_from(d).expect("day"),
+    )
+    .expect("a day")
+}
+
+fn sample_lines() -> Vec<Line> {
+    use common::files::{field, key, parse_date, parse_money, read_table};
+    let dir = sample_dir();
+    let manifest: Value =
+        serde_json::from_str(&read(&dir.join("manifest.json"))).expect("manifest");
+    let table = |name: &str| {
+        let t = &manifest["tables"][name];
+        read_table(
+            &dir,
+            t["file"].as_str().expect("file"),
+            t["encoding"].as_str().expect("encoding"),
+        )
+    };
+    let names = |name: &str, pk: &str, column: &str| -> BTreeMap<i64, String> {
+        table(name)
+            .iter()
+            .map(|r| (key(r, pk), field(r, column).to_string()))
+            .collect()
+    };
+    let payers = names("dim_payer", "dimPayerPK", "PayerName");
+    let physicians = names("dim_physician", "dimPhysicianPK", "ProviderName");
+    let reasons = names("dim_transaction", "dimTransactionPK", "AdjustmentReason");
+    let named = |map: &BTreeMap<i64, String>, k: i64| {
+        map.get(&k)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "unknown".into())
+    };
+    table("fact_table")
+        .iter()
+        .map(|r| Line {
+            post: day(parse_date(field(r, "dimDatePostPK"))),
+            service: day(parse_date(field(r, "dimDateServicePK"))),
+            payer: named(&payers, key(r, "dimPayerPK")),
+            physician: named(&physicians, key(r, "dimPhysicianPK")),
+            reason: named(&reasons, key(r, "dimTransactionPK")),
+            gross: parse_money(field(r, "GrossCharge")),
+            payment: parse_money(field(r, "Payment")),
+            adjustment: parse_money(field(r, "Adjustment")),
+            ar: parse_money(field(r, "AR")),
+        })
+        .collect()
+}
+
+/// `(gross, collected, adjustments, ar)` of lines.
+fn sums<'a>(lines: impl Iterator<Item = &'a Line>) -> (i64, i64, i64, i64) {
+    lines.fold((0, 0, 0, 0), |(g, c, a, r), l| {
+        (g + l.gross, c - l.payment, a + l.adjustment, r + l.ar)
+    })
+}
+
+/// The revenue-cycle figures of the API — AR aging, days in AR, adjustments by reason, collection rates per payer,
+/// top physicians, the weekly time axis with its empty weeks, and the month-over-month and year-over-year months —
+/// equal an independent computation over the sample's CSV files, in exact cents.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_revenue_cycle_figures_equal_a_computation_over_the_csv_files() {
+    use common::files::{decimal, rate};
+    let (db, _tmp) = sample_db("revenue_cycle").await;
+    let server = start(&db).await;
+    let all = sample_lines();
+    let to = day((2020, 3, 31));
+    type Pick = fn(&Line, time::Date) -> bool;
+    let cases: [(&str, Pick, Option<time::Date>); 2] = [
+        ("grain=week", |_, _| true, None),
+        (
+            "grain=week&payer=aetna&to=2020-03-31",
+            |l, to| l.payer == "Aetna" && l.post <= to,
+            Some(to),
+        ),
+    ];
+    for (query, pick, range_end) in cases {
+        let api = get(server.addr(), &format!("/api/summary?{query}"))
+            .await
+            .json();
+        let lines: Vec<&Line> = all.iter().filter(|l| pick(l, to)).collect();
+        assert!(lines.len() > 20, "{query}");
+        let (gross, collected, adjustments, ar) = sums(lines.iter().copied());
+        let first = lines.iter().map(|l| l.post).min().expect("lines");
+        let as_of = range_end.unwrap_or_else(|| lines.iter().map(|l| l.post).max().expect("lines"));
+        assert_eq!(api["as_of"], as_of.to_string(), "{query}");
+        assert_eq!(
+            api["totals"]["adjustments"],
+            decimal(adjustments),
+            "{query}"
+        );
+
+        // AR aging: days from the service date to the as-of date.
+        let mut buckets = [0_i64; 5];
+        for l in &lines {
+            let days = (as_of - l.service).whole_days().max(0);
+            let i = [30, 60, 90, 120]
+                .iter()
+                .position(|b| days <= *b)
+                .unwrap_or(4);
+            buckets[i] += l.ar;
+        }
+        let served = pairs(&api["ar_aging"], "bucket", "ar");
+        let want: Vec<(String, String)> = ["0-30", "31-60", "61-90", "91-120", "120+"]
+            .iter()
+            .zip(buckets)
+            .map(|(b, v)| (b.to_string(), decimal(v)))
+            .collect();
+        assert_eq!(served, want, "aging for ?{query}");
+        assert_eq!(buckets.iter().sum::<i64>(), ar);
+
+        // Days in AR: AR ÷ (gross ÷ days of the period), in tenths, half away from zero.
+        let days = (as_of - first).whole_days() + 1;
+        let (n, d) = (i128::from(ar) * i128::from(days) * 10, i128::from(gross));
+        let tenths =
+            (2 * n.abs() + d.abs()) / (2 * d.abs()) * if (n < 0) != (d < 0) { -1 } else { 1 };
+        let want = format!("{}.{}", tenths / 10, (tenths % 10).abs());
+        assert_eq!(api["days_in_ar"], want, "days in AR for ?{query}");
+        assert_eq!(api["period_days"], days);
+
+        // Adjustments by reason, and each reason's rate over the selection's gross charges.
+        let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+        for l in lines.iter().filter(|l| l.adjustment != 0) {
+            *reasons.entry(l.reason.clone()).or_default() += l.adjustment;
+        }
+        reasons.retain(|_, v| *v != 0);
+        let served: BTreeMap<String, (String, Option<String>)> = api["adjustments_by_reason"]
+            .as_array()
+            .expect("adjustments")
+            .iter()
+            .map(|g| {
+                (
+                    g["label"].as_str().expect("label").into(),
+                    (
+                        g["adjustments"].as_str().expect("sum").into(),
+                        g["adjustment_rate"].as_str().map(String::from),
+                    ),
+                )
+            })
+            .collect();
+        let want: BTreeMap<String, (String, Option<String>)> = reasons
+            .iter()
+            .map(|(r, v)| (r.clone(), (decimal(*v), rate(-v, gross))))
+            .collect();
+        assert_eq!(served, want, "adjustments for ?{query}");
+        assert!(want.len() > 2, "several reasons");
+
+        // Collection rates per payer.
+        let mut payers: BTreeMap<String, Vec<&Line>> = BTreeMap::new();
+        for l in &lines {
+            payers.entry(l.payer.clone()).or_default().push(l);
+        }
+        for p in api["payers"].as_array().expect("payers") {
+            let (g, c, a, _) = sums(payers[p["label"].as_str().expect("label")].iter().copied());
+            assert_eq!(
+                p["gross_collection_rate"].as_str().map(String::from),
+                rate(c, g)
+            );
+            assert_eq!(
+                p["net_collection_rate"].as_str().map(String::from),
+                rate(c, g + a)
+            );
+        }
+
+        // Top physicians by gross charges.
+        let mut physicians: BTreeMap<String, i64> = BTreeMap::new();
+        for l in &lines {
+            *physicians.entry(l.physician.clone()).or_default() += l.gross;
+        }
+        let mut top: Vec<(String, i64)> = physicians.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(10);
+        let served = pairs(&api["top_physicians"], "label", "gross_charges");
+        let want: Vec<(String, String)> = top.into_iter().map(|(n, g)| (n, decimal(g))).collect();
+        assert_eq!(served, want, "top physicians for ?{query}");
+
+        // Weekly time axis: every Monday from the first week to the last, empty weeks at zero.
+        let monday = |d: time::Date| {
+            d - time::Duration::days(i64::from(d.weekday().number_days_from_monday()))
+        };
+        let mut weeks: BTreeMap<time::Date, i64> = BTreeMap::new();
+        let last_week = monday(lines.iter().map(|l| l.post).max().expect("lines"));
+        let mut w = monday(first);
+        while w <= last_week {
+            weeks.insert(w, 0);
+            w += time::Duration::weeks(1);
+        }
+        for l in &lines {
+            *weeks.get_mut(&monday(l.post)).expect("a week") += l.gross;
+        }
+        let served = pairs(&api["timeline"]["periods"], "label", "gross_charges");
+        let want: Vec<(String, String)> = weeks
+            .iter()
+            .map(|(w, g)| (w.to_string(), decimal(*g)))
+            .collect();
+        assert_eq!(served, want, "weeks for ?{query}");
+
+        // Month over month and year over year: the as-of month, the month before, the month a year before, with
+        // the same filters but any date.
+        let month_of = |d: time::Date| (d.year(), u8::from(d.month()));
+        let unranged: Vec<&Line> = all.iter().filter(|l| pick(l, time::Date::MAX)).collect();
+        let (y, m) = month_of(as_of);
+        let before = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+        for (key, (y, m)) in [
+            ("current", (y, m)),
+            ("previous_month", before),
+            ("previous_year", (y - 1, m)),
+        ] {
+            let (g, c, _, _) = sums(
+                unranged
+                    .iter()
+                    .copied()
+                    .filter(|l| month_of(l.post) == (y, m)),
+            );
+            let served = &api["comparison"][key];
+            assert_eq!(served["gross_charges"], decimal(g), "{key} for ?{query}");
+            assert_eq!(served["collected"], decimal(c), "{key} for ?{query}");
+        }
+        assert_eq!(api["totals"]["collected"], decimal(collected));
+    }
 }

@@ -60,3 +60,14 @@ fn the_readme_commands_are_the_ones_ci_runs() {
         ".ci/run calls the README's test command"
     );
 }
+
+#[test]
+fn the_readme_defines_the_dashboard_figures_as_the_page_footer_does() {
+    let readme = read("README.md");
+    for (term, definition) in healthetl::dashboard::html::DEFINITIONS {
+        assert!(
+            readme.contains(&format!("- **{term}**: {definition}")),
+            "README lacks the definition of {term}"
+        );
+    }
+}

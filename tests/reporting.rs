@@ -9,6 +9,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use common::files::{
+    Date, decimal, field, iso, key, month, parse_date, parse_money, rate, read_table,
+};
 use common::{TempDir, TestDb, rows, within};
 use healthetl::generate::{GenerateOptions, Manifest, generate};
 use healthetl::pipeline::{LoadOptions, Status, load_object};
@@ -28,100 +31,6 @@ dimPayerPK,dimTransactionPK,dimLocationPK,PatientNumber,dimDiagnosisCodePK,CPTUn
 
 // -------------------------------------------------------------------------------------------------
 // Parsing the files, independently of the loader.
-
-/// `(year, month, day)`.
-type Date = (u32, u32, u32);
-
-fn iso(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.0, d.1, d.2)
-}
-
-fn month(d: Date) -> String {
-    iso((d.0, d.1, 1))
-}
-
-/// `YYYYMMDD`, `YYYY-MM-DD`, `M/D/YYYY` or `MM/DD/YYYY`.
-fn parse_date(s: &str) -> Date {
-    let s = s.trim();
-    let n = |t: &str| -> u32 { t.parse().unwrap_or_else(|_| panic!("bad date {s:?}")) };
-    if let Some((m, rest)) = s.split_once('/') {
-        let (d, y) = rest
-            .split_once('/')
-            .unwrap_or_else(|| panic!("bad date {s:?}"));
-        (n(y), n(m), n(d))
-    } else if s.contains('-') {
-        let parts: Vec<&str> = s.split('-').collect();
-        (n(parts[0]), n(parts[1]), n(parts[2]))
-    } else {
-        assert_eq!(s.len(), 8, "bad date {s:?}");
-        (n(&s[..4]), n(&s[4..6]), n(&s[6..]))
-    }
-}
-
-/// Exact hundredths of `1234.5`, `-12.00`, `$1,234.50`, `-$1,234.50`, `($1,234.50)`, `(12.00)`, spaces around.
-fn parse_money(s: &str) -> i64 {
-    let mut t = s.trim();
-    let mut negative = false;
-    if let Some(inner) = t.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
-        negative = true;
-        t = inner;
-    }
-    if let Some(rest) = t.strip_prefix('-') {
-        negative = true;
-        t = rest;
-    }
-    let t = t.strip_prefix('$').unwrap_or(t).replace(',', "");
-    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
-    assert!(frac.len() <= 2, "bad amount {s:?}");
-    let whole: i64 = whole.parse().unwrap_or_else(|_| panic!("bad amount {s:?}"));
-    let frac: i64 = format!("{frac:0<2}")
-        .parse()
-        .unwrap_or_else(|_| panic!("bad amount {s:?}"));
-    let v = whole * 100 + frac;
-    if negative { -v } else { v }
-}
-
-/// Records of a CSV file as header → value maps, decoded from the encoding the manifest names.
-fn read_table(dir: &Path, file: &str, encoding: &str) -> Vec<BTreeMap<String, String>> {
-    let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let text = match encoding {
-        "windows-1252" => encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(),
-        _ => String::from_utf8(bytes).unwrap_or_else(|e| panic!("{file}: {e}")),
-    };
-    let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{file}: {e}"));
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
-fn field<'a>(record: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    record
-        .get(name)
-        .unwrap_or_else(|| panic!("no column {name}"))
-        .as_str()
-}
-
-fn key(record: &BTreeMap<String, String>, name: &str) -> i64 {
-    field(record, name)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a key"))
-}
 
 /// One fact line with its dimensions resolved as the views resolve them (`None` when the dimension is missing).
 #[derive(Debug, Clone)]
@@ -304,33 +213,6 @@ impl Sums {
         self.first_post = Some(self.first_post.map_or(l.post, |d| d.min(l.post)));
         self.last_post = Some(self.last_post.map_or(l.post, |d| d.max(l.post)));
     }
-}
-
-/// `-1234.50`, as PostgreSQL prints a NUMERIC with scale 2.
-fn decimal(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    format!(
-        "{sign}{}.{:02}",
-        cents.unsigned_abs() / 100,
-        cents.unsigned_abs() % 100
-    )
-}
-
-/// `numerator / denominator` to four places, half away from zero, in exact integers; NULL for a zero denominator.
-fn rate(numerator: i64, denominator: i64) -> Option<String> {
-    if denominator == 0 {
-        return None;
-    }
-    let n = i128::from(numerator) * 10_000;
-    let d = i128::from(denominator);
-    let q = (2 * n.abs() + d.abs()) / (2 * d.abs());
-    let negative = (n < 0) != (d < 0) && q != 0;
-    Some(format!(
-        "{}{}.{:04}",
-        if negative { "-" } else { "" },
-        q / 10_000,
-        q % 10_000
-    ))
 }
 
 /// The value of an aggregate column for a group.

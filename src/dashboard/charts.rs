@@ -1,16 +1,18 @@
-//! Server-rendered SVG charts — a line chart over months and horizontal (stacked) bar charts — each with a
-//! `<title>` and `<desc>`, labelled bars and visible value labels; no script, nothing fetched.
+//! Server-rendered SVG charts — a line chart over evenly spaced periods and horizontal (stacked) bar charts with
+//! negative values left of a zero line — each with a `<title>` and `<desc>`, labelled bars and compact value labels
+//! that stay inside the chart (the exact value in each element's title); no script, nothing fetched.
 
 use std::fmt::Write as _;
 
 use super::escape;
 use super::queries::Cents;
 
-/// Width of the line chart's coordinate system (it spans the page); the SVG scales to its container, so text stays
-/// near its nominal size on a laptop screen.
+/// Width of the line chart's coordinate system (it spans the page); the SVG scales to its container (the page keeps
+/// it at least 640px wide, scrolling sideways on a phone), so text stays near its nominal size.
 const LINE_WIDTH: i64 = 1200;
-/// Width of the bar charts' coordinate system (two of them side by side).
-const BAR_WIDTH: i64 = 600;
+/// Width of the bar charts' coordinate system: narrow, so that a bar chart stays legible on a 360px phone; the page
+/// caps its width so that text does not grow too large on a wide screen.
+const BAR_WIDTH: i64 = 440;
 
 /// Colours with at least 4.5:1 contrast on white, told apart by the legend's text too.
 pub const CHARGES: &str = "#1d4ed8";
@@ -25,24 +27,8 @@ pub struct Series<'a> {
     pub name: &'a str,
     /// Its line and legend colour (a CSS colour, e.g. [`CHARGES`]).
     pub colour: &'a str,
-    /// One value per month label, in the labels' order.
+    /// One value per period label, in the labels' order.
     pub values: Vec<Cents>,
-}
-
-/// One bar: label and value.
-pub struct Bar<'a> {
-    /// What the bar stands for (clipped on the axis; in full in its title).
-    pub label: &'a str,
-    /// The amount the bar's length shows, also written after it in whole dollars.
-    pub value: Cents,
-}
-
-/// One stacked bar: label and its two parts (drawn left to right).
-pub struct Stacked<'a> {
-    /// What the bar stands for.
-    pub label: &'a str,
-    /// The two parts, drawn left to right in the legend's order (a negative part with no width).
-    pub parts: [Cents; 2],
 }
 
 fn open_svg(out: &mut String, id: &str, width: i64, height: i64, title: &str, desc: &str) {
@@ -91,7 +77,8 @@ fn clip(label: &str, max: usize) -> String {
     }
 }
 
-/// A line per series over the month labels, with a point per month carrying its value in a tooltip.
+/// A line per series over the period labels (one evenly spaced point per period, empty periods included as zero),
+/// with a point per period carrying its exact value in a tooltip; compact money on the value axis.
 pub fn line_chart(
     id: &str,
     title: &str,
@@ -99,23 +86,11 @@ pub fn line_chart(
     labels: &[String],
     series: &[Series],
 ) -> String {
-    let (left, right, top, bottom) = (90_i64, 40_i64, 40_i64, 44_i64);
+    let (left, right, top, bottom) = (70_i64, 48_i64, 40_i64, 44_i64);
     let (width, height) = (LINE_WIDTH, 340_i64);
     let mut out = String::with_capacity(8192);
     open_svg(&mut out, id, width, height, title, desc);
-    // Legend.
-    let mut x = left;
-    for s in series {
-        let _ = write!(
-            out,
-            "<g class=\"legend\"><rect x=\"{x}\" y=\"8\" width=\"14\" height=\"14\" fill=\"{}\"/>\
-             <text x=\"{}\" y=\"20\">{}</text></g>",
-            s.colour,
-            x + 20,
-            escape(s.name)
-        );
-        x += 40 + 8 * s.name.chars().count() as i64;
-    }
+    legend(&mut out, left, series.iter().map(|s| (s.name, s.colour)));
     if labels.is_empty() {
         empty_note(&mut out, width, height / 2);
         out.push_str("</svg>");
@@ -129,7 +104,10 @@ pub fn line_chart(
     let bottom_value = min.div_euclid(step) * step;
     let plot_h = height - top - bottom;
     let plot_w = width - left - right;
-    let y_of = |v: i64| top + (top_value - v) * plot_h / (top_value - bottom_value).max(1);
+    let y_of = |v: i64| {
+        let span = i128::from(top_value - bottom_value).max(1);
+        top + i64::try_from(i128::from(top_value - v) * i128::from(plot_h) / span).unwrap_or(0)
+    };
     let n = labels.len() as i64;
     let x_of = |i: i64| {
         if n == 1 {
@@ -138,23 +116,24 @@ pub fn line_chart(
             left + i * plot_w / (n - 1)
         }
     };
-    // Grid and y axis labels.
+    // Grid and value axis labels; the zero line drawn darker.
     let mut v = bottom_value;
     while v <= top_value {
         let y = y_of(v);
         let _ = write!(
             out,
-            "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
+            "<line class=\"{}\" x1=\"{left}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\"/>\
              <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            if v == 0 { "zero" } else { "grid" },
             width - right,
             left - 8,
             y + 4,
-            Cents(v).whole_dollars()
+            Cents(v).compact()
         );
         v += step;
     }
-    // X axis labels, thinned to at most about twelve.
-    let every = ((n + 11) / 12).max(1);
+    // Period labels, thinned to at most ten (a period label is up to ten characters).
+    let every = ((n + 9) / 10).max(1);
     for (i, label) in labels.iter().enumerate() {
         let i = i as i64;
         if i % every == 0 {
@@ -183,10 +162,11 @@ pub fn line_chart(
             s.colour,
             points.join(" ")
         );
+        let r = if n > 120 { "1.5" } else { "3.5" };
         for (i, (c, label)) in s.values.iter().zip(labels).enumerate() {
             let _ = write!(
                 out,
-                "<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\" data-label=\"{}\" data-value=\"{}\">\
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{r}\" fill=\"{}\" data-label=\"{}\" data-value=\"{}\">\
                  <title>{}: {} {}</title></circle>",
                 x_of(i as i64),
                 y_of(c.0),
@@ -204,62 +184,150 @@ pub fn line_chart(
     out
 }
 
-/// Horizontal bars, largest first as given, each with its value written after it.
-pub fn bar_chart(id: &str, title: &str, desc: &str, colour: &str, bars: &[Bar]) -> String {
-    let (label_w, value_w, row_h, top) = (215_i64, 80_i64, 26_i64, 6_i64);
+/// One series of a bar chart: its name (legend, tooltips, `data-` attribute) and colour.
+pub struct Part<'a> {
+    /// The series' name.
+    pub name: &'a str,
+    /// Its colour (a CSS colour, e.g. [`COLLECTED`]).
+    pub colour: &'a str,
+}
+
+/// One bar: its label and one value per [`Part`] (drawn end to end from the zero line: positive to the right,
+/// negative to the left).
+pub struct Bar<'a> {
+    /// What the bar stands for (shortened on the chart only when very long; in full in its title).
+    pub label: &'a str,
+    /// One value per part.
+    pub values: Vec<Cents>,
+}
+
+/// Estimated width of text at the bar charts' 13px font: wide enough for digits, `$` and unit letters.
+fn text_width(s: &str) -> i64 {
+    8 * s.chars().count() as i64 + 6
+}
+
+/// Horizontal bars, in the order given: each bar's label above it, its value (compact, exact in the title) after its
+/// end, negative parts to the left of a zero line, and room kept on both sides so that no value label is cut.
+pub fn bar_chart(id: &str, title: &str, desc: &str, parts: &[Part], bars: &[Bar]) -> String {
+    let (margin, row_h) = (8_i64, 46_i64);
+    let top = if parts.len() > 1 { 30 } else { 4 };
     let height = top + row_h * (bars.len().max(1) as i64) + 6;
-    let bar_area = BAR_WIDTH - label_w - value_w;
     let mut out = String::with_capacity(4096);
     open_svg(&mut out, id, BAR_WIDTH, height, title, desc);
+    if parts.len() > 1 {
+        legend(&mut out, margin, parts.iter().map(|p| (p.name, p.colour)));
+    }
     if bars.is_empty() {
         empty_note(&mut out, BAR_WIDTH, height / 2 + 4);
         out.push_str("</svg>");
         return out;
     }
-    let max = bars.iter().map(|b| b.value.0).max().unwrap_or(0).max(1);
+    let sums = |b: &Bar, negative: bool| -> i128 {
+        b.values
+            .iter()
+            .map(|v| i128::from(v.0))
+            .filter(|v| (*v < 0) == negative)
+            .map(i128::abs)
+            .sum()
+    };
+    let value_text = |b: &Bar| {
+        b.values
+            .iter()
+            .map(|v| v.compact())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    // A bar's value goes right of its positive end, or left of its negative end when it has only negative parts.
+    let goes_left = |b: &Bar| sums(b, false) == 0 && sums(b, true) > 0;
+    let pad = |left: bool| {
+        bars.iter()
+            .filter(|b| goes_left(b) == left)
+            .map(|b| text_width(&value_text(b)))
+            .max()
+            .unwrap_or(0)
+    };
+    let (pad_left, pad_right) = (pad(true), pad(false));
+    let positive = bars.iter().map(|b| sums(b, false)).max().unwrap_or(0);
+    let negative = bars.iter().map(|b| sums(b, true)).max().unwrap_or(0);
+    let span = (positive + negative).max(1);
+    let area = i128::from((BAR_WIDTH - 2 * margin - pad_left - pad_right).max(40));
+    let width_of = |v: i128| -> i64 {
+        let w = i64::try_from(v * area / span).unwrap_or(0);
+        if v != 0 { w.max(1) } else { 0 }
+    };
+    let zero = margin + pad_left + width_of(negative);
+    let _ = write!(
+        out,
+        "<line class=\"zero\" x1=\"{zero}\" x2=\"{zero}\" y1=\"{top}\" y2=\"{}\"/>",
+        height - 6
+    );
+    let max_chars = ((BAR_WIDTH - 2 * margin) / 7) as usize;
     for (i, b) in bars.iter().enumerate() {
         let y = top + i as i64 * row_h;
-        let w = (b.value.0.max(0) * bar_area / max).max(1);
+        let exact: Vec<String> = b
+            .values
+            .iter()
+            .zip(parts)
+            .map(|(v, p)| {
+                if parts.len() > 1 {
+                    format!("{} {}", v.dollars(), p.name)
+                } else {
+                    v.dollars()
+                }
+            })
+            .collect();
+        let exact = escape(&format!("{}: {}", b.label, exact.join(", ")));
+        let _ = write!(out, "<g class=\"bar\" data-label=\"{}\"", escape(b.label));
+        for (v, p) in b.values.iter().zip(parts) {
+            let name = if parts.len() > 1 {
+                data_name(p.name)
+            } else {
+                "value".to_string()
+            };
+            let _ = write!(out, " data-{name}=\"{}\"", v.decimal());
+        }
         let _ = write!(
             out,
-            "<g class=\"bar\" data-label=\"{label}\" data-value=\"{value}\" aria-label=\"{label}: {dollars}\">\
-             <title>{label}: {dollars}</title>\
-             <text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-             <rect x=\"{label_w}\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{colour}\"/>\
-             <text class=\"value\" x=\"{}\" y=\"{}\">{}</text></g>",
-            label_w - 8,
-            y + 18,
-            escape(&clip(b.label, 32)),
-            y + 4,
-            row_h - 8,
-            label_w + w + 6,
-            y + 18,
-            b.value.whole_dollars(),
-            label = escape(b.label),
-            value = b.value.decimal(),
-            dollars = b.value.dollars(),
+            " aria-label=\"{exact}\"><title>{exact}</title>\
+             <text class=\"label\" x=\"{margin}\" y=\"{}\">{}</text>",
+            y + 15,
+            escape(&clip(b.label, max_chars))
+        );
+        let (mut right, mut left) = (zero, zero);
+        for (v, p) in b.values.iter().zip(parts) {
+            let w = width_of(i128::from(v.0).abs());
+            let x = if v.0 < 0 {
+                left -= w;
+                left
+            } else {
+                right += w;
+                right - w
+            };
+            let _ = write!(
+                out,
+                "<rect x=\"{x}\" y=\"{}\" width=\"{w}\" height=\"18\" fill=\"{}\"/>",
+                y + 22,
+                p.colour
+            );
+        }
+        let (x, anchor) = if goes_left(b) {
+            (left - 6, "end")
+        } else {
+            (right + 6, "start")
+        };
+        let _ = write!(
+            out,
+            "<text class=\"value\" x=\"{x}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text></g>",
+            y + 36,
+            escape(&value_text(b))
         );
     }
     out.push_str("</svg>");
     out
 }
 
-/// Horizontal bars of two stacked parts (e.g. collected then pending AR), with a legend and both values written.
-pub fn stacked_chart(
-    id: &str,
-    title: &str,
-    desc: &str,
-    names: [&str; 2],
-    colours: [&str; 2],
-    bars: &[Stacked],
-) -> String {
-    let (label_w, value_w, row_h, top) = (160_i64, 130_i64, 26_i64, 32_i64);
-    let height = top + row_h * (bars.len().max(1) as i64) + 6;
-    let bar_area = BAR_WIDTH - label_w - value_w;
-    let mut out = String::with_capacity(4096);
-    open_svg(&mut out, id, BAR_WIDTH, height, title, desc);
-    let mut x = label_w;
-    for (name, colour) in names.iter().zip(colours) {
+fn legend<'a>(out: &mut String, mut x: i64, items: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (name, colour) in items {
         let _ = write!(
             out,
             "<g class=\"legend\"><rect x=\"{x}\" y=\"8\" width=\"14\" height=\"14\" fill=\"{colour}\"/>\
@@ -269,56 +337,6 @@ pub fn stacked_chart(
         );
         x += 40 + 8 * name.chars().count() as i64;
     }
-    if bars.is_empty() {
-        empty_note(&mut out, BAR_WIDTH, height / 2 + 10);
-        out.push_str("</svg>");
-        return out;
-    }
-    let max = bars
-        .iter()
-        .map(|b| b.parts[0].0.max(0) + b.parts[1].0.max(0))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    for (i, b) in bars.iter().enumerate() {
-        let y = top + i as i64 * row_h;
-        let w0 = b.parts[0].0.max(0) * bar_area / max;
-        let w1 = b.parts[1].0.max(0) * bar_area / max;
-        let _ = write!(
-            out,
-            "<g class=\"bar\" data-label=\"{label}\" data-{n0}=\"{v0}\" data-{n1}=\"{v1}\" \
-             aria-label=\"{label}: {d0} {name0}, {d1} {name1}\">\
-             <title>{label}: {d0} {name0}, {d1} {name1}</title>\
-             <text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-             <rect x=\"{label_w}\" y=\"{}\" width=\"{w0}\" height=\"{h}\" fill=\"{c0}\"/>\
-             <rect x=\"{}\" y=\"{}\" width=\"{w1}\" height=\"{h}\" fill=\"{c1}\"/>\
-             <text class=\"value\" x=\"{}\" y=\"{}\">{} / {}</text></g>",
-            label_w - 8,
-            y + 18,
-            escape(&clip(b.label, 24)),
-            y + 4,
-            label_w + w0,
-            y + 4,
-            label_w + w0 + w1 + 6,
-            y + 18,
-            b.parts[0].whole_dollars(),
-            b.parts[1].whole_dollars(),
-            label = escape(b.label),
-            n0 = data_name(names[0]),
-            n1 = data_name(names[1]),
-            v0 = b.parts[0].decimal(),
-            v1 = b.parts[1].decimal(),
-            d0 = b.parts[0].dollars(),
-            d1 = b.parts[1].dollars(),
-            name0 = escape(names[0]),
-            name1 = escape(names[1]),
-            c0 = colours[0],
-            c1 = colours[1],
-            h = row_h - 8,
-        );
-    }
-    out.push_str("</svg>");
-    out
 }
 
 /// `Pending AR` → `pending-ar`, for a `data-` attribute name.
@@ -346,30 +364,39 @@ mod tests {
         assert_eq!(nice_step(3, 5), 1);
     }
 
+    fn one(label: &str, cents: i64) -> Bar<'_> {
+        Bar {
+            label,
+            values: vec![Cents(cents)],
+        }
+    }
+
+    const CHARGE: [Part; 1] = [Part {
+        name: "Gross charges",
+        colour: CHARGES,
+    }];
+
     #[test]
-    fn a_bar_chart_names_itself_and_labels_every_bar_with_its_value() {
+    fn a_bar_chart_names_itself_and_labels_every_bar_with_its_compact_value() {
         let svg = bar_chart(
             "c",
             "Charges by location",
             "Gross charges per location",
-            CHARGES,
+            &CHARGE,
             &[
-                Bar {
-                    label: "St. Luke’s <Hospital>",
-                    value: Cents(123_456),
-                },
-                Bar {
-                    label: "Clinic",
-                    value: Cents(100),
-                },
+                one("St. Luke’s <Hospital>", 31_840_012_345),
+                one("Clinic", 100),
             ],
         );
         assert!(svg.starts_with("<svg id=\"c\""));
         assert!(svg.contains("role=\"img\" aria-labelledby=\"c-title c-desc\""));
         assert!(svg.contains("<title id=\"c-title\">Charges by location</title>"));
         assert!(svg.contains("<desc id=\"c-desc\">Gross charges per location</desc>"));
-        assert!(svg.contains("data-label=\"St. Luke’s &lt;Hospital&gt;\" data-value=\"1234.56\""));
-        assert!(svg.contains(">$1,235</text>"), "{svg}");
+        assert!(
+            svg.contains("data-label=\"St. Luke’s &lt;Hospital&gt;\" data-value=\"318400123.45\"")
+        );
+        assert!(svg.contains(">$318.4M</text>"), "{svg}");
+        assert!(svg.contains("<title>St. Luke’s &lt;Hospital&gt;: $318,400,123.45</title>"));
         assert!(svg.contains("aria-label=\"Clinic: $1.00\""));
         assert!(
             !svg.contains("http"),
@@ -377,34 +404,108 @@ mod tests {
         );
     }
 
+    /// `(x, width)` of every rect, and `(x, anchor)` of every value label, in order.
+    type Geometry = (Vec<(i64, i64)>, Vec<(i64, String)>);
+
+    fn geometry(svg: &str) -> Geometry {
+        let attr = |s: &str, name: &str| -> String {
+            let at = s.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            s[at..].split('"').next().unwrap().to_string()
+        };
+        let rects = svg
+            .split("<rect ")
+            .skip(1)
+            .map(|r| {
+                let r = format!(" {r}");
+                (
+                    attr(&r, "x").parse().unwrap(),
+                    attr(&r, "width").parse().unwrap(),
+                )
+            })
+            .collect();
+        let values = svg
+            .split("<text class=\"value\"")
+            .skip(1)
+            .map(|t| (attr(t, "x").parse().unwrap(), attr(t, "text-anchor")))
+            .collect();
+        (rects, values)
+    }
+
+    #[test]
+    fn negative_bars_go_left_of_the_zero_line_and_every_label_fits() {
+        let svg = bar_chart(
+            "n",
+            "t",
+            "d",
+            &CHARGE,
+            &[one("refunds", -50_000_000), one("charges", 100_000_000)],
+        );
+        let zero: i64 = svg
+            .split("<line class=\"zero\" x1=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let (rects, values) = geometry(&svg);
+        assert_eq!(
+            rects[0].0 + rects[0].1,
+            zero,
+            "the negative bar ends at zero"
+        );
+        assert_eq!(rects[1].0, zero, "the positive bar starts at zero");
+        assert!((rects[1].1 - 2 * rects[0].1).abs() <= 1, "{rects:?}");
+        assert_eq!(values[0].1, "end");
+        assert!(values[0].0 - text_width("-$500.0K") >= 0, "{values:?}");
+        assert!(values[1].0 + text_width("$1.0M") <= BAR_WIDTH, "{values:?}");
+    }
+
     #[test]
     fn a_stacked_chart_carries_both_parts_in_data_attributes() {
-        let svg = stacked_chart(
+        let svg = bar_chart(
             "p",
             "Payers",
             "Collected and pending",
-            ["Collected", "Pending AR"],
-            [COLLECTED, PENDING],
-            &[Stacked {
+            &[
+                Part {
+                    name: "Collected",
+                    colour: COLLECTED,
+                },
+                Part {
+                    name: "Pending AR",
+                    colour: PENDING,
+                },
+            ],
+            &[Bar {
                 label: "Aetna",
-                parts: [Cents(500), Cents(-20)],
+                values: vec![Cents(500), Cents(-20)],
             }],
         );
         assert!(
             svg.contains("data-label=\"Aetna\" data-collected=\"5.00\" data-pending-ar=\"-0.20\"")
         );
-        assert!(svg.contains("$5.00 Collected, -$0.20 Pending AR"));
+        assert!(svg.contains("Aetna: $5.00 Collected, -$0.20 Pending AR"));
+        assert!(svg.contains(">$5 / $0</text>"), "{svg}");
+        let (rects, _) = geometry(&svg);
+        // The legend's two squares come first.
+        assert!(
+            rects[3].0 < rects[2].0,
+            "the negative part is left of the positive one: {rects:?}"
+        );
     }
 
     #[test]
     fn empty_charts_say_so() {
-        assert!(bar_chart("e", "t", "d", CHARGES, &[]).contains("No data for this selection"));
+        assert!(bar_chart("e", "t", "d", &CHARGE, &[]).contains("No data for this selection"));
         assert!(line_chart("l", "t", "d", &[], &[]).contains("No data for this selection"));
     }
 
     #[test]
-    fn a_line_chart_puts_a_point_with_its_value_on_every_month() {
-        let labels = vec!["2020-01".to_string(), "2020-02".to_string()];
+    fn a_line_chart_puts_a_point_with_its_value_on_every_period() {
+        let labels = vec![
+            "2020-01".to_string(),
+            "2020-02".to_string(),
+            "2020-03".to_string(),
+        ];
         let svg = line_chart(
             "m",
             "Monthly",
@@ -413,16 +514,17 @@ mod tests {
             &[Series {
                 name: "Gross charges",
                 colour: CHARGES,
-                values: vec![Cents(100_000), Cents(50_000)],
+                values: vec![Cents(100_000_000), Cents(0), Cents(50_000)],
             }],
         );
-        assert_eq!(svg.matches("<circle").count(), 2);
-        assert!(svg.contains("data-label=\"2020-02\" data-value=\"500.00\""));
-        assert!(svg.contains("<title>2020-01: Gross charges $1,000.00</title>"));
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("data-label=\"2020-02\" data-value=\"0.00\""));
+        assert!(svg.contains("<title>2020-01: Gross charges $1,000,000.00</title>"));
+        assert!(svg.contains(">$1.0M</text>"), "compact axis labels: {svg}");
     }
 
     #[test]
-    fn long_labels_are_clipped_on_the_axis_only() {
+    fn very_long_labels_are_shortened_on_the_chart_only() {
         assert_eq!(
             clip("Physical Medicine & Rehabilitation", 12),
             "Physical Me…"

@@ -1,16 +1,20 @@
-//! The analytics dashboard: KPI tiles and server-rendered SVG charts of the warehouse's billing figures, filtered by
-//! post-date range, payer, location and specialty — served on 127.0.0.1 ([`Server`]) or written as one static HTML
+//! The analytics dashboard: revenue-cycle KPI tiles, server-rendered SVG charts and sortable tables of the
+//! warehouse's billing figures, filtered by a post- or service-date range and every slice of the reporting views
+//! (payer, location, physician, specialty, CPT group and code, diagnosis group and code, patient gender, age band
+//! and state) — served on 127.0.0.1 ([`Server`], with CSV exports of every table) or written as one static HTML
 //! file ([`report`]).
 //!
 //! [`filters`] validates what the user asked for, [`queries`] reads aggregates (never patient-level rows) with
-//! parameterized SQL built from the reporting declarations, [`charts`] and [`html`] draw them, [`server`] answers
-//! HTTP.
+//! parameterized SQL built from the reporting declarations, [`dates`] does the calendar work, [`tables`] lays the
+//! figures out as tables (page and CSV), [`charts`] and [`html`] draw them, [`server`] answers HTTP.
 
 pub mod charts;
+pub mod dates;
 pub mod filters;
 pub mod html;
 pub mod queries;
 pub mod server;
+pub mod tables;
 
 pub use filters::{FilterError, Filters};
 pub use html::Mode;
@@ -60,6 +64,21 @@ pub async fn report(
     let summary = queries::summary(client, filters).await?;
     let options = queries::filter_options(client).await?;
     Ok(html::page(&summary, &options, &Mode::Static { generated }))
+}
+
+/// The table `table` of the dashboard for `filters` as CSV (aggregates only, exact values), or `None` when there is
+/// no such table (`/export/<table>.csv`).
+pub async fn export(
+    warehouse: &mut dyn Loader,
+    filters: &Filters,
+    table: &str,
+) -> Result<Option<String>, DashboardError> {
+    if !tables::ids().any(|id| id == table) {
+        return Ok(None);
+    }
+    let client = warehouse.client().await?;
+    let summary = queries::summary(client, filters).await?;
+    Ok(tables::export(&summary, table))
 }
 
 /// Check that the warehouse answers the dashboard's queries (the tables exist), so that a misconfigured start fails

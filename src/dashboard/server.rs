@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 server on tokio's `TcpListener`: `GET /` (the page), `GET /api/summary` and `GET /api/filters`
-//! (JSON), one request per connection, validated parameters, and one warehouse connection shared by the requests.
+//! (JSON), `GET /export/<table>.csv` (a table as CSV), one request per connection, validated parameters, and one warehouse connection shared by the requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -336,7 +336,41 @@ async fn route(request: &Request, state: &State) -> Response {
                 Err(e) => server_error(api, &e),
             }
         }
+        path if path.starts_with("/export/") => export(request, state).await,
         _ => Response::error(api, 404, "no such page; the dashboard is at /"),
+    }
+}
+
+/// `GET /export/<table>.csv?<filters>`: one of the page's tables as CSV (aggregates only).
+async fn export(request: &Request, state: &State) -> Response {
+    let Some(table) = request
+        .path
+        .strip_prefix("/export/")
+        .and_then(|p| p.strip_suffix(".csv"))
+    else {
+        return Response::error(false, 404, "no such export; expected /export/<table>.csv");
+    };
+    let filters = match Filters::from_query(&request.query) {
+        Ok(f) => f,
+        Err(e) => return Response::error(false, 400, &e.to_string()),
+    };
+    let mut warehouse = state.warehouse.lock().await;
+    match super::export(warehouse.as_mut(), &filters, table).await {
+        Ok(Some(csv)) => Response {
+            status: 200,
+            content_type: "text/csv; charset=utf-8",
+            body: csv.into_bytes(),
+            allow: false,
+        },
+        Ok(None) => Response::error(
+            false,
+            404,
+            &format!(
+                "no table '{table}' to export; expected one of {}",
+                super::tables::ids().collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        Err(e) => server_error(false, &e),
     }
 }
 

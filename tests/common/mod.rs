@@ -3,6 +3,7 @@
 //!
 //! The tests never skip: when PostgreSQL cannot be reached they panic and say how to start it.
 
+pub mod files;
 pub mod moto;
 use std::ffi::OsString;
 use std::future::Future;
