@@ -8,6 +8,8 @@ it one SQS event wrapping an S3 notification, and records the response) so that 
 S3 is moto_server and the warehouse the local PostgreSQL. Peak RSS is the process's VmHWM.
 
 Run: bench/run-lambda   (builds, installs tools, then runs this with the project venv's python)
+Before/after a change: HEALTHETL_BASELINE_BIN=/path/to/the/old/lambda/build bench/run-lambda ROWS also times that
+binary, alternating with this build's, and prints both sizes and the ratio of the medians.
 """
 import http.server
 import json
@@ -24,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `sam build` deploys) serves the events. Both are timed from process start to ready.
 CLI_BIN = os.path.join(ROOT, "target", "release", "healthetl")
 BIN = os.path.join(ROOT, "target", "bench-lambda", "healthetl-lambda")
+BASELINE_BIN = os.environ.get("HEALTHETL_BASELINE_BIN")
 VENV = os.path.join(ROOT, ".venv", "bin")
 ADMIN = os.environ.get("DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DB = "healthetl_bench_lambda"
@@ -267,11 +270,19 @@ def main():
     env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api_port}", AWS_LAMBDA_FUNCTION_NAME="healthetl",
                AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
                AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_REGION="us-east-1", DATABASE_URL=db_url, LOG_FORMAT="json", RUST_LOG="warn")
+               AWS_REGION="us-east-1", DATABASE_URL=db_url, HEALTHETL_DATABASE_URL=db_url, LOG_FORMAT="json", RUST_LOG="warn")
     size_mb = os.path.getsize(BIN) / 1e6
     results = {"binary_bytes": os.path.getsize(BIN), "cli_binary_bytes": os.path.getsize(CLI_BIN), "objects": []}
     results["cli_ready_ms_median"] = statistics.median(ready_times(CLI_BIN, env))
     cold = ready_times(BIN, env)
+    if BASELINE_BIN:
+        # Alternate the two builds (three rounds of seven starts each) so that a drift of the machine hits both.
+        baseline = []
+        for _ in range(3):
+            baseline += ready_times(BASELINE_BIN, env)
+            cold += ready_times(BIN, env)
+        results["baseline_binary_bytes"] = os.path.getsize(BASELINE_BIN)
+        results["baseline_ready_ms_median"] = statistics.median(baseline)
     results["ready_ms_median"] = statistics.median(cold)
     results["ready_ms_all"] = cold
 
@@ -314,6 +325,11 @@ def main():
     print(f"process start -> ready for the first event: Lambda build median {results['ready_ms_median']:.1f} ms "
           f"(runs: {', '.join(f'{c:.1f}' for c in cold)}); command-line build median "
           f"{results['cli_ready_ms_median']:.1f} ms")
+    if BASELINE_BIN:
+        base_bytes, base_ms = results["baseline_binary_bytes"], results["baseline_ready_ms_median"]
+        print(f"baseline {BASELINE_BIN}: {base_bytes:,} bytes, ready median {base_ms:.1f} ms; this build "
+              f"{results['binary_bytes']:,} bytes ({results['binary_bytes'] / base_bytes:.3f}x), ready median "
+              f"{results['ready_ms_median']:.1f} ms ({results['ready_ms_median'] / base_ms:.2f}x)")
     print(f"{'rows':>10} {'object MB':>10} {'seconds':>8} {'rows/s':>10} {'peak RSS MB (cumulative)':>26}")
     for o in results["objects"]:
         print(f"{o['rows']:>10} {o['object_mb']:>10.1f} {o['seconds']:>8.2f} {o['rows'] / o['seconds']:>10.0f} "

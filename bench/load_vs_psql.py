@@ -211,7 +211,7 @@ def machine():
 
 def setup_database():
     psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", f"CREATE DATABASE {DB}")
-    env = dict(os.environ, DATABASE_URL=bench_url(), RUST_LOG="warn")
+    env = dict(os.environ, DATABASE_URL=bench_url(), HEALTHETL_DATABASE_URL=bench_url(), RUST_LOG="warn")
     run([BIN, "init"], env=env)
     psql(
         bench_url(),
@@ -242,7 +242,7 @@ def load_dimensions(fact):
     url = bench_url()
     psql(url, "TRUNCATE " + ", ".join(f"health.{t}" for t in DIMENSIONS))
     files = sorted(str(p) for p in fact.parent.glob("dim*.csv"))
-    env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
+    env = dict(os.environ, DATABASE_URL=url, HEALTHETL_DATABASE_URL=url, RUST_LOG="warn")
     run([BIN, "load", "--rejects-dir", str(OUT / "rejects"), *files], env=env)
 
 
@@ -333,7 +333,7 @@ def run_tool(tool, rows, files, changed):
             raise BenchError(f"{tool}: exit {code}, output {out.strip()[-500:]!r}, errors {err.strip()[-500:]!r}")
         table = "bench_baseline.fact_table"
     else:
-        env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn")
+        env = dict(os.environ, DATABASE_URL=url, HEALTHETL_DATABASE_URL=url, RUST_LOG="warn")
         if tool == UNCHECKED:
             env["HEALTHETL_QUALITY"] = "off"
         if tool == TEXT_COPY:

@@ -46,7 +46,7 @@ def db_url(binary=None):
 def prepare_db(binary=None):
     name = DB + ("_baseline" if binary else "")
     lp.psql(lp.ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
-    lp.run([binary or lp.BIN, "init"], env=dict(os.environ, DATABASE_URL=db_url(binary), RUST_LOG="warn"))
+    lp.run([binary or lp.BIN, "init"], env=dict(os.environ, DATABASE_URL=db_url(binary), HEALTHETL_DATABASE_URL=db_url(binary), RUST_LOG="warn"))
     lp.psql(db_url(binary), "CREATE TABLE etl.load_lock_fact_table (held BOOLEAN)")
 
 
@@ -67,7 +67,7 @@ def fact_file(rows):
 
 
 def stage(fact, endpoint, compression, binary=None):
-    env = dict(os.environ, WAREHOUSE_DIALECT="redshift", REDSHIFT_PART_COMPRESSION=compression, DATABASE_URL=db_url(binary), REDSHIFT_COPY_ROLE_ARN=ROLE,
+    env = dict(os.environ, WAREHOUSE_DIALECT="redshift", REDSHIFT_PART_COMPRESSION=compression, DATABASE_URL=db_url(binary), HEALTHETL_DATABASE_URL=db_url(binary), REDSHIFT_COPY_ROLE_ARN=ROLE,
                STAGING_BUCKET=BUCKET, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test",
                AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1", RUST_LOG="warn", HEALTHETL_QUALITY="off")
     argv = [binary or lp.BIN, "load", "--json", "--force", "--rejects-dir", str(lp.OUT / "rejects"), str(fact)]

@@ -701,20 +701,37 @@ pub async fn dashboard(
     target: &Target,
     bind: std::net::IpAddr,
     port: u16,
+    options: crate::dashboard::ServerOptions,
 ) -> Result<ExitCode, CliError> {
     let mut warehouse = target.warehouse().await?;
     crate::dashboard::check(warehouse.as_mut()).await?;
+    drop(warehouse);
+    let sessions_of = target.clone();
+    let connect: crate::dashboard::Connect = std::sync::Arc::new(move || {
+        let target = sessions_of.clone();
+        Box::pin(async move {
+            let config = target
+                .config()
+                .map_err(|e| crate::warehouse::WarehouseError::Config(e.to_string()))?;
+            target.connector.connect(&config).await
+        })
+    });
     let server =
-        crate::dashboard::Server::start(warehouse, std::net::SocketAddr::new(bind, port)).await?;
+        crate::dashboard::Server::start(connect, std::net::SocketAddr::new(bind, port), options)
+            .await?;
     let addr = server.addr();
     let host = if addr.is_ipv6() {
         format!("[{}]", addr.ip())
     } else {
         addr.ip().to_string()
     };
+    let signals = crate::dashboard::server::Signals::install().map_err(|source| CliError::Io {
+        path: "signal handlers".into(),
+        source,
+    })?;
     println!("dashboard: http://{host}:{}/", addr.port());
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    server.wait().await?;
+    server.serve_until(signals).await?;
     Ok(ExitCode::SUCCESS)
 }
 

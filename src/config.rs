@@ -157,23 +157,9 @@ fn key_value_tokens(s: &str) -> Vec<&str> {
 
 /// `%XX` escapes of a URL component decoded (invalid ones kept as they are).
 fn percent_decoded(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Which warehouse is loaded (`WAREHOUSE_DIALECT`).
@@ -721,6 +707,14 @@ fn prefix(value: Option<String>, default: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn url_escapes_decode_to_the_end_of_the_value_and_bad_ones_stay() {
+        assert_eq!(percent_decoded("%2Ftmp%2Fca.pem"), "/tmp/ca.pem");
+        assert_eq!(percent_decoded("a%41"), "aA", "an escape at the very end");
+        assert_eq!(percent_decoded("50%"), "50%");
+        assert_eq!(percent_decoded("%zz"), "%zz");
+    }
 
     #[test]
     fn the_lambda_object_limit_follows_memory_and_timeout() {

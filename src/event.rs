@@ -271,32 +271,21 @@ pub fn parse_s3_notification(body: &str) -> Result<Vec<Item>, EventError> {
 /// [`EventError::BadEscape`] for a `%` without two hex digits after it, and
 /// [`EventError::KeyNotUtf8`] when the decoded bytes are not UTF-8.
 pub fn decode_key(raw: &str) -> Result<String, EventError> {
+    // percent-encoding decodes a stray '%' as itself; the contract refuses it, so escapes are checked first.
     let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        match byte {
-            b'+' => {
-                decoded.push(b' ');
-                at += 1;
-            }
-            b'%' => {
-                let escaped = bytes
-                    .get(at + 1..at + 3)
-                    .and_then(hex_pair)
-                    .ok_or_else(|| EventError::BadEscape {
-                        key: raw.to_owned(),
-                        at,
-                    })?;
-                decoded.push(escaped);
-                at += 3;
-            }
-            other => {
-                decoded.push(other);
-                at += 1;
-            }
-        }
+    if let Some(at) = memchr::memchr_iter(b'%', bytes).find(|&at| {
+        !bytes
+            .get(at + 1..at + 3)
+            .is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit))
+    }) {
+        return Err(EventError::BadEscape {
+            key: raw.to_owned(),
+            at,
+        });
     }
+    // `+` is a space only where it stands for itself; `%2B` stays a plus after decoding.
+    let spaced = raw.replace('+', " ");
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
     String::from_utf8(decoded).map_err(|_| EventError::KeyNotUtf8 {
         key: raw.to_owned(),
     })
@@ -550,22 +539,6 @@ fn test_event_item(event: &Map<String, Value>) -> Item {
 
 fn event_source(record: &Value) -> Option<&str> {
     record.get("eventSource").and_then(Value::as_str)
-}
-
-fn hex_pair(pair: &[u8]) -> Option<u8> {
-    let [high, low] = pair else {
-        return None;
-    };
-    Some((hex_digit(*high)? << 4) | hex_digit(*low)?)
-}
-
-fn hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

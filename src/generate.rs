@@ -549,8 +549,6 @@ struct CalendarDay {
 
 const FIRST_YEAR: u16 = 2019;
 const LAST_YEAR: u16 = 2020;
-/// 2019-01-01 was a Tuesday.
-const FIRST_WEEKDAY: u8 = 1;
 const MONTH_NAMES: [&str; 12] = [
     "January",
     "February",
@@ -577,32 +575,16 @@ const DAY_NAMES: [&str; 7] = [
 
 /// Every day from 2019-01-01 to 2020-12-31, in order.
 fn calendar() -> Vec<CalendarDay> {
-    let mut days = Vec::with_capacity(731);
-    let mut weekday = FIRST_WEEKDAY;
-    for year in FIRST_YEAR..=LAST_YEAR {
-        for month in 1..=12 {
-            for day in 1..=days_in_month(year, month) {
-                days.push(CalendarDay {
-                    year,
-                    month,
-                    day,
-                    weekday,
-                });
-                weekday = (weekday + 1) % 7;
-            }
-        }
-    }
-    days
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    let first = time::Date::from_ordinal_date(i32::from(FIRST_YEAR), 1).expect("a valid year");
+    std::iter::successors(Some(first), |d| d.next_day())
+        .take_while(|d| d.year() <= i32::from(LAST_YEAR))
+        .map(|d| CalendarDay {
+            year: d.year() as u16,
+            month: u8::from(d.month()),
+            day: d.day(),
+            weekday: d.weekday().number_days_from_monday(),
+        })
+        .collect()
 }
 
 /// `20190131`
@@ -1526,7 +1508,10 @@ mod tests {
             m.parse::<u8>().ok()?,
             d.parse::<u8>().ok()?,
         );
-        ((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)).then_some((y, m, d))
+        let month = time::Month::try_from(m).ok()?;
+        time::Date::from_calendar_date(i32::from(y), month, d)
+            .is_ok()
+            .then_some((y, m, d))
     }
 
     fn column(header: &[String], name: &str) -> usize {

@@ -526,8 +526,9 @@ impl Handler {
         .await
     }
 
-    /// Upload with a few retries: after a committed load the rejected rows exist only here, and a redelivered
-    /// message would be skipped by the ledger.
+    /// Upload with the SDK's standard retries, raised to [`QUARANTINE_ATTEMPTS`] tries: after a committed load the
+    /// rejected rows exist only here, and a redelivered message would be skipped by the ledger. Both bodies are
+    /// retryable (the SDK reopens a file for each try), so there is no loop of our own on top.
     async fn put(
         &self,
         bucket: &str,
@@ -535,41 +536,37 @@ impl Handler {
         body: Upload<'_>,
         content_type: &str,
     ) -> Result<(), String> {
-        let mut delay = std::time::Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            let stream = match &body {
-                Upload::File(path) => ByteStream::from_path(path)
-                    .await
-                    .map_err(|e| format!("reading {}: {e}", path.display()))?,
-                Upload::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
-            };
-            let sent = self
-                .s3
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .content_type(content_type)
-                .body(stream)
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt >= 4 => {
-                    return Err(format!(
-                        "s3://{bucket}/{key}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(&e)
-                    ));
-                }
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-            }
-        }
+        let stream = match body {
+            Upload::File(path) => ByteStream::from_path(path)
+                .await
+                .map_err(|e| format!("reading {}: {e}", path.display()))?,
+            Upload::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+        };
+        let retries = aws_sdk_s3::config::retry::RetryConfig::standard()
+            .with_max_attempts(QUARANTINE_ATTEMPTS)
+            .with_initial_backoff(std::time::Duration::from_millis(200));
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(stream)
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::default().retry_config(retries))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })
     }
 }
+
+/// Tries of one quarantine upload (the SDK's default is 3).
+const QUARANTINE_ATTEMPTS: u32 = 4;
 
 /// The quarantine of one object, published before its load commits.
 struct Quarantine<'a> {
@@ -591,7 +588,7 @@ impl Publish for Quarantine<'_> {
     }
 }
 
-/// What to upload: a file (re-read on each attempt) or bytes.
+/// What to upload: a file (the SDK reopens it for each try) or bytes.
 enum Upload<'a> {
     File(&'a std::path::Path),
     Bytes(&'a [u8]),

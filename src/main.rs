@@ -252,7 +252,7 @@ enum Command {
         #[arg(long)]
         views: bool,
     },
-    /// Serve the analytics dashboard (KPIs, charts, filters; JSON at /api/summary) until stopped.
+    /// Serve the analytics dashboard (KPIs, charts, filters; JSON at /api/summary) until SIGINT or SIGTERM.
     Dashboard {
         #[command(flatten)]
         connect: ConnectFlags,
@@ -262,6 +262,13 @@ enum Command {
         /// Address to listen on (an IP address, or localhost); keep the default to serve this machine only.
         #[arg(long, default_value = "127.0.0.1", value_parser = cli::parse_bind)]
         bind: std::net::IpAddr,
+        /// Warehouse sessions (read-only) that requests share: how many pages are computed at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        sessions: u16,
+        /// Pages (filter sets) kept between loads: a page is computed once per warehouse change; 0 computes every
+        /// request.
+        #[arg(long, default_value_t = 256)]
+        cached_pages: usize,
     },
     /// Write the dashboard as one self-contained static HTML file.
     Report {
@@ -529,7 +536,15 @@ fn main() -> ExitCode {
                 connect,
                 port,
                 bind,
-            } => cli::dashboard(&connect.target(), bind, port).await,
+                sessions,
+                cached_pages,
+            } => {
+                let options = healthetl::dashboard::ServerOptions {
+                    sessions: usize::from(sessions),
+                    cached_summaries: cached_pages,
+                };
+                cli::dashboard(&connect.target(), bind, port, options).await
+            }
             Command::Report {
                 connect,
                 out,

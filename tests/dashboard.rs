@@ -10,9 +10,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use common::{TempDir, TestDb, rows, run_bin, within};
-use healthetl::dashboard::Server;
+use std::sync::Arc;
+
+use healthetl::dashboard::{Connect, Server, ServerOptions};
 use healthetl::pipeline::{LoadOptions, Status, load_object};
 use healthetl::source::Object;
+use healthetl::warehouse::Loader;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -47,8 +50,19 @@ async fn sample_db(test: &str) -> (TestDb, TempDir) {
 
 /// Start the dashboard on a free loopback port over `db`.
 async fn start(db: &TestDb) -> Server {
-    let warehouse = healthetl::warehouse::Postgres::new(&db.url).expect("URL");
-    Server::start(warehouse, "127.0.0.1:0".parse().expect("address"))
+    start_with(db, ServerOptions::default()).await
+}
+
+/// Start the dashboard on a free loopback port over `db`, sized by `options`.
+async fn start_with(db: &TestDb, options: ServerOptions) -> Server {
+    let url = db.url.clone();
+    let connect: Connect = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            Ok(Box::new(healthetl::warehouse::Postgres::new(&url)?) as Box<dyn Loader>)
+        })
+    });
+    Server::start(connect, "127.0.0.1:0".parse().expect("address"), options)
         .await
         .expect("the dashboard starts")
 }
@@ -526,12 +540,208 @@ async fn a_failing_query_answers_500_and_the_next_request_is_served_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_oversized_request_head_is_refused_without_querying() {
+async fn an_oversized_request_head_or_query_is_refused_without_querying() {
     let (db, _tmp) = sample_db("oversized").await;
     let server = start(&db).await;
     let long = format!("/api/summary?specialty={}", "x".repeat(20_000));
     let response = get(server.addr(), &long).await;
     assert_eq!(response.status, 431);
+    let long = format!("/api/summary?specialty={}", "x".repeat(5_000));
+    let response = get(server.addr(), &long).await;
+    assert_eq!(response.status, 414, "{}", response.body);
+    assert!(
+        response.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("longer than 4096 bytes")
+    );
+    assert!(response.headers.contains("content-security-policy:"));
+}
+
+/// Read one response (status, body) from a kept-alive connection: the head, then Content-Length bytes.
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("receive");
+        assert_eq!(n, 1, "the connection closed inside a response head");
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8(bytes)
+        .expect("UTF-8 head")
+        .to_ascii_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("the body");
+    (status, String::from_utf8(body).expect("UTF-8 body"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_serves_request_after_request() {
+    let (db, _tmp) = sample_db("keep_alive").await;
+    let server = start(&db).await;
+    let addr = server.addr();
+    within("three requests on one connection", async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        for target in ["/api/summary", "/api/filters", "/api/summary?payer=3"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.expect("send");
+            let (status, body) = read_response(&mut stream).await;
+            assert_eq!(status, 200, "{target}: {body}");
+            assert!(body.starts_with('{'), "{target}: {body}");
+        }
+    })
+    .await;
+}
+
+/// Hold an ACCESS EXCLUSIVE lock on the fact table in an open transaction: every summary query waits on it.
+async fn lock_the_fact_table(db: &TestDb) -> tokio_postgres::Client {
+    let admin = common::connect(&db.url).await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE health.fact_table IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_page_does_not_hold_up_the_other_viewers() {
+    let (db, _tmp) = sample_db("side_by_side").await;
+    let server = start_with(
+        &db,
+        ServerOptions {
+            sessions: 2,
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let addr = server.addr();
+    let admin = lock_the_fact_table(&db).await;
+    let slow = tokio::spawn(async move { get(addr, "/api/summary").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!slow.is_finished(), "the summary waits on the lock");
+    // The filter choices read the dimensions only: a second session answers them while the first one waits.
+    let filters =
+        tokio::time::timeout(std::time::Duration::from_secs(5), get(addr, "/api/filters"))
+            .await
+            .expect("the second viewer is answered while the first waits");
+    assert_eq!(filters.status, 200, "{}", filters.body);
+    admin.batch_execute("COMMIT").await.expect("unlock");
+    let slow = slow.await.expect("the slow request");
+    assert_eq!(slow.status, 200, "{}", slow.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_finishes_the_request_in_progress_and_accepts_no_more() {
+    let (db, _tmp) = sample_db("graceful").await;
+    let server = start(&db).await;
+    let addr = server.addr();
+    let admin = lock_the_fact_table(&db).await;
+    let in_flight = tokio::spawn(async move { get(addr, "/api/summary").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "a stopping server accepts no connection"
+    );
+    assert!(
+        !stopping.is_finished(),
+        "the stop waits for the request in progress"
+    );
+    admin.batch_execute("COMMIT").await.expect("unlock");
+    let answered = within("the request in progress", in_flight)
+        .await
+        .expect("task");
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    within("the stop", stopping)
+        .await
+        .expect("task")
+        .expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn summaries_are_kept_until_a_load_commits() {
+    let (db, tmp) = sample_db("cache").await;
+    let server = start(&db).await;
+    let addr = server.addr();
+    let before = get(addr, "/api/summary").await.json();
+    assert_eq!(before["totals"]["transactions"], 1000);
+    // A write that bypasses the loader leaves the ledger as it was: the kept summary is still served.
+    let admin = common::connect(&db.url).await;
+    admin
+        .batch_execute("DELETE FROM health.fact_table WHERE fact_table_pk IN (SELECT fact_table_pk FROM health.fact_table ORDER BY 1 LIMIT 10)")
+        .await
+        .expect("delete");
+    assert_eq!(
+        get(addr, "/api/summary").await.json()["totals"]["transactions"],
+        1000
+    );
+    // A committed load adds its ledger row: the next request reads the warehouse again.
+    let payers = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n99,Test Payer\n");
+    let mut pg = db.warehouse().await;
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
+    };
+    let report = load_object(
+        &mut pg,
+        Object::local(&payers).expect("file"),
+        &options,
+        None,
+    )
+    .await;
+    assert_eq!(report.status, Status::Loaded, "{report:#?}");
+    assert_eq!(
+        get(addr, "/api/summary").await.json()["totals"]["transactions"],
+        990
+    );
+    let choices = get(addr, "/api/filters").await.json();
+    assert!(choices.to_string().contains("Test Payer"), "{choices}");
+}
+
+#[test]
+fn sigterm_stops_the_dashboard_cleanly() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (db, _tmp) = runtime.block_on(sample_db("sigterm"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_healthetl"))
+        .args(["-q", "dashboard", "--port", "0", "--database-url", &db.url])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the URL line");
+    assert!(line.starts_with("dashboard: http://127.0.0.1:"), "{line}");
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?} after SIGTERM");
 }
 
 /// Every kind of filter, alone and combined, against SQL written here: the totals of the API equal the hand query's.

@@ -1029,7 +1029,7 @@ async fn the_same_bytes_under_another_key_or_gzipped_are_skipped_by_their_conten
         .handle_incoming(&sqs_event(&first, &landing.queue), "plain")
         .await;
     assert_eq!(loaded[0].reports[0].status, Status::Loaded);
-    let sha = healthetl::source::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     assert_eq!(
         loaded[0].reports[0].content_sha256.as_deref(),
         Some(sha.as_str())

@@ -24,7 +24,6 @@ use healthetl::handler::Handler;
 use healthetl::pipeline::{LoadOptions, LoadReport, Status, load_object};
 use healthetl::schema::SCHEMA;
 use healthetl::source::Object;
-use healthetl::source::hex;
 use healthetl::source::{OwnedFields, Record};
 use healthetl::transform::{Csv, RowCaster, RowFormat, end_csv_row, map_header};
 use healthetl::warehouse::connection::{
@@ -1092,7 +1091,7 @@ async fn parts_stream_to_s3_as_multipart_uploads_and_every_row_arrives_whole() {
     )
     .await;
     let body = text.split_once('\n').unwrap().1;
-    assert_eq!(stored, hex(&Sha256::digest(body.as_bytes())));
+    assert_eq!(stored, hex::encode(Sha256::digest(body.as_bytes())));
     assert!(world.staged_keys().await.is_empty(), "staging is removed");
     assert!(world.open_uploads().await.is_empty());
 }

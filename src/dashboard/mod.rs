@@ -6,20 +6,24 @@
 //!
 //! [`filters`] validates what the user asked for, [`queries`] reads aggregates (never patient-level rows) with
 //! parameterized SQL built from the reporting declarations, [`dates`] does the calendar work, [`tables`] lays the
-//! figures out as tables (page and CSV), [`charts`] and [`html`] draw them, [`server`] answers HTTP.
+//! figures out as tables (page and CSV), [`charts`] and [`html`] draw them, [`server`] answers HTTP over the
+//! sessions of [`pool`], keeping summaries in [`cache`] while the warehouse does not change.
 
+pub mod cache;
 pub mod charts;
 pub mod dates;
 pub mod filters;
 pub mod html;
+pub mod pool;
 pub mod queries;
 pub mod server;
 pub mod tables;
 
 pub use filters::{FilterError, Filters};
 pub use html::Mode;
+pub use pool::Connect;
 pub use queries::{Cents, FilterOptions, Group, Rate, Summary, Totals};
-pub use server::Server;
+pub use server::{Server, ServerOptions};
 
 use crate::warehouse::{Loader, WarehouseError};
 
@@ -48,6 +52,9 @@ pub enum DashboardError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Every warehouse session stayed busy longer than a request may wait.
+    #[error("the dashboard is busy: {0}")]
+    Busy(String),
     /// The server's task ended abnormally (panicked or was cancelled).
     #[error("the dashboard server stopped: {0}")]
     Stopped(String),
@@ -104,7 +111,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// `YYYY-MM-DD HH:MM UTC` for seconds since the Unix epoch (civil-from-days, proleptic Gregorian).
+/// `YYYY-MM-DD HH:MM UTC` for seconds since the Unix epoch.
 pub fn utc_timestamp(secs: u64) -> String {
     let (date, time) = crate::calendar::utc(secs);
     format!("{date} {} UTC", &time[..5])

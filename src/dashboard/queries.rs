@@ -624,13 +624,41 @@ async fn periods(
 /// Redshift runs every level as serializable).
 const BEGIN_SNAPSHOT: &str = "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// The figures of the whole warehouse that no filter changes: the data-quality panel and each table's "data as
+/// of". The most expensive part of a page at volume (the orphan counts read the whole fact table once per key), so
+/// the server reads them once per warehouse version ([`super::cache`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfiltered {
+    /// The data-quality figures.
+    pub quality: Vec<QualityFigure>,
+    /// When each table's last load committed.
+    pub data_as_of: Vec<(String, String)>,
+}
+
+/// Read the [`Unfiltered`] figures.
+pub async fn unfiltered(client: &Client) -> Result<Unfiltered, DashboardError> {
+    Ok(Unfiltered {
+        quality: data_quality(client).await?,
+        data_as_of: data_as_of(client).await?,
+    })
+}
+
 /// Totals and breakdowns for `filters`, read in one read-only repeatable-read transaction so that they agree.
 pub async fn summary(client: &mut Client, filters: &Filters) -> Result<Summary, DashboardError> {
+    summary_with(client, filters, None).await
+}
+
+/// [`summary`], taking the [`Unfiltered`] figures as given when they are.
+pub async fn summary_with(
+    client: &mut Client,
+    filters: &Filters,
+    unfiltered: Option<&Unfiltered>,
+) -> Result<Summary, DashboardError> {
     client
         .batch_execute(BEGIN_SNAPSHOT)
         .await
         .map_err(|e| DashboardError::Query(describe(&e)))?;
-    let result = summary_in_snapshot(client, filters).await;
+    let result = summary_in_snapshot(client, filters, unfiltered).await;
     // Read-only: ending it either way changes nothing; a broken connection is reconnected by the next request.
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = client.batch_execute(end).await;
@@ -642,6 +670,7 @@ pub async fn summary(client: &mut Client, filters: &Filters) -> Result<Summary, 
 async fn summary_in_snapshot(
     client: &Client,
     filters: &Filters,
+    unfiltered: Option<&Unfiltered>,
 ) -> Result<Summary, DashboardError> {
     let rows = aggregate(client, &[], &[&FIRST_POST_DATE, &LAST_POST_DATE], filters).await?;
     let row = rows
@@ -693,8 +722,13 @@ async fn summary_in_snapshot(
         )),
         None => None,
     };
-    let quality = data_quality(client).await?;
-    let data_as_of = data_as_of(client).await?;
+    let Unfiltered {
+        quality,
+        data_as_of,
+    } = match unfiltered {
+        Some(u) => u.clone(),
+        None => self::unfiltered(client).await?,
+    };
     Ok(Summary {
         filters: filters.clone(),
         totals: totals_row,
@@ -727,6 +761,26 @@ async fn aging(
         by_date.push((day(&row, 0, "service_date")?, totals(&row, 1)?));
     }
     Ok(dates::age(as_of, &by_date))
+}
+
+/// The warehouse's version as the ledger tells it: the number of loads committed and when the latest finished.
+/// Every committed load adds its ledger row in the load's own transaction, so this changes whenever the data does.
+pub async fn data_version(client: &Client) -> Result<(i64, Option<String>), DashboardError> {
+    let sql = format!(
+        "SELECT COUNT(*), TO_CHAR(MAX(finished_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM {}",
+        crate::warehouse::ledger()
+    );
+    let rows = client_query(client, &sql).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| DashboardError::Query("the ledger count returned no row".into()))?;
+    let count = row
+        .try_get::<_, i64>(0)
+        .map_err(|e| DashboardError::Decode {
+            column: "count",
+            value: e.to_string(),
+        })?;
+    Ok((count, text(row, 1, "finished_at")?))
 }
 
 /// When each table's last load committed, from the ledger (UTC, to the minute).

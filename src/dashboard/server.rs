@@ -1,47 +1,92 @@
-//! A small HTTP/1.1 server on tokio's `TcpListener`: `GET /` (the page), `GET /api/summary` and `GET /api/filters`
-//! (JSON), `GET /export/<table>.csv` (a table as CSV), one request per connection, validated parameters, and one warehouse connection shared by the requests.
+//! The dashboard's HTTP server: hyper's HTTP/1.1 on tokio, with keep-alive, request limits and a graceful stop.
+//!
+//! Routes: `GET /` (the page), `GET /api/summary` and `GET /api/filters` (JSON), `GET /export/<table>.csv` (a table
+//! as CSV). Requests are answered over a small pool of warehouse sessions ([`super::pool`]), each summary inside
+//! one read-only snapshot, and summaries are kept per filter set until the ledger says a load committed
+//! ([`super::cache`]).
+//!
+//! Limits: a request head larger than [`MAX_HEAD`] is answered 431 by hyper, a query string longer than
+//! [`MAX_QUERY`] 414, a head not received within [`HEAD_TIMEOUT`] closes the connection, and a request the warehouse
+//! has not answered within [`REQUEST_TIMEOUT`] is answered 503. A server bound to a loopback address only answers
+//! `Host` headers that name one (DNS rebinding), and every response carries the page's CSP.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use super::DashboardError;
+use super::cache::Cache;
 use super::filters::Filters;
 use super::html::{self, CSP, Mode};
-use super::{DashboardError, queries};
-use crate::warehouse::Loader;
+use super::pool::{Connect, Pool};
 
-/// The longest request head accepted (request line and headers).
-const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection is kept open after the response for the client to close it.
-const LINGER: Duration = Duration::from_millis(500);
+/// The largest request head accepted (request line and headers): hyper answers 431 past it.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The longest query string accepted: longer ones are answered 414. Every filter at once is under 1 KiB.
+pub const MAX_QUERY: usize = 4 * 1024;
+/// How long a client may take to send a request head, the first or the next on a kept-alive connection.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may wait for the warehouse before it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop waits for the requests in progress before it closes their connections.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listener's backlog.
-const MAX_CONNECTIONS: usize = 32;
+const MAX_CONNECTIONS: usize = 64;
+
+/// How the server is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Warehouse sessions in the pool: how many requests query at once.
+    pub sessions: usize,
+    /// Summaries kept (one per filter set); 0 turns the cache off.
+    pub cached_summaries: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            sessions: 4,
+            cached_summaries: 256,
+        }
+    }
+}
 
 struct State {
-    warehouse: Mutex<Box<dyn Loader>>,
+    pool: Pool,
+    cache: Cache,
     /// Bound to a loopback address: only accept `Host` headers that name one (defeats DNS rebinding).
     loopback: bool,
 }
 
-/// A running dashboard; dropping it stops the server.
+/// A running dashboard; dropping it stops the server at once, [`Server::stop`] drains it first.
 pub struct Server {
     addr: SocketAddr,
+    stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Bind `addr` (port 0 picks a free port) and serve the dashboard over `warehouse` until dropped.
+    /// Bind `addr` (port 0 picks a free port) and serve the dashboard, opening warehouse sessions with `connect`
+    /// as requests need them.
     pub async fn start(
-        warehouse: impl Into<Box<dyn Loader>>,
+        connect: Connect,
         addr: SocketAddr,
+        options: ServerOptions,
     ) -> Result<Server, DashboardError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -50,12 +95,15 @@ impl Server {
             .local_addr()
             .map_err(|source| DashboardError::Bind { addr, source })?;
         let state = Arc::new(State {
-            warehouse: Mutex::new(warehouse.into()),
+            pool: Pool::new(connect, options.sessions),
+            cache: Cache::new(options.cached_summaries),
             loopback: addr.ip().is_loopback(),
         });
-        let task = tokio::spawn(accept_loop(listener, state));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, state, stopped));
         Ok(Server {
             addr,
+            stop,
             task: Some(task),
         })
     }
@@ -65,8 +113,20 @@ impl Server {
         self.addr
     }
 
-    /// Serve until the process is stopped.
-    pub async fn wait(mut self) -> Result<(), DashboardError> {
+    /// Stop accepting, let the requests in progress finish (up to [`DRAIN_TIMEOUT`]), close every connection.
+    pub async fn stop(mut self) -> Result<(), DashboardError> {
+        let _ = self.stop.send(true);
+        self.join().await
+    }
+
+    /// Serve until one of `signals` arrives, then stop as [`Server::stop`] does.
+    pub async fn serve_until(self, signals: Signals) -> Result<(), DashboardError> {
+        signals.received().await;
+        tracing::info!("dashboard: stopping (signal received)");
+        self.stop().await
+    }
+
+    async fn join(&mut self) -> Result<(), DashboardError> {
         match self.task.take() {
             Some(task) => task
                 .await
@@ -84,40 +144,91 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill`, systemd and container runtimes send), caught from the moment
+/// [`Signals::install`] returns: install them before telling anyone the server is up.
+pub struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catch SIGINT and SIGTERM from now on (instead of dying of them).
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let accepted = tokio::select! {
+            _ = stopped.changed() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = listener.accept() => accepted.map(|a| (a, permit)),
+                },
+                Err(_) => break,
+            },
         };
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve(stream, &state).await {
-                        tracing::debug!(%peer, error = %e, "dashboard connection ended");
-                    }
-                    drop(permit);
-                });
-            }
+        let ((stream, peer), permit) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard: accepting a connection failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
+        };
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(answer(request, &state).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "dashboard connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "dashboard: requests still running at the stop were cut");
         }
     }
 }
 
 /// What the server answers.
 struct Response {
-    status: u16,
+    status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
     allow: bool,
 }
 
 impl Response {
-    fn html(status: u16, body: String) -> Response {
+    fn html(status: StatusCode, body: String) -> Response {
         Response {
             status,
             content_type: "text/html; charset=utf-8",
@@ -126,7 +237,7 @@ impl Response {
         }
     }
 
-    fn json(status: u16, body: &serde_json::Value) -> Response {
+    fn json(status: StatusCode, body: &serde_json::Value) -> Response {
         let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
         bytes.push(b'\n');
         Response {
@@ -138,60 +249,48 @@ impl Response {
     }
 
     /// An error in the form the route speaks: JSON under `/api/`, an HTML page elsewhere.
-    fn error(api: bool, status: u16, message: &str) -> Response {
+    fn error(api: bool, status: StatusCode, message: &str) -> Response {
         if api {
             Response::json(status, &json!({ "error": message }))
         } else {
             Response::html(status, html::error_page(&status_line(status), message))
         }
     }
-}
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        _ => "Error",
+    fn into_hyper(self) -> hyper::Response<Full<Bytes>> {
+        let mut response = hyper::Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+        if self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        response
     }
 }
 
-fn status_line(status: u16) -> String {
-    format!("{status} {}", reason(status))
-}
-
-/// The parts of a request the routes use.
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    host: Option<String>,
-}
-
-/// Parse a request head (up to the blank line).
-fn parse_head(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let target = request_line.next()?;
-    let version = request_line.next()?;
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return None;
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let host = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
-        .map(|(_, value)| value.trim().to_string());
-    Some(Request {
-        method,
-        path: path.to_string(),
-        query: query.to_string(),
-        host,
-    })
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("Error")
+    )
 }
 
 /// Whether a `Host` header names a loopback address or `localhost` (any port).
@@ -207,194 +306,163 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn read_head(stream: &mut TcpStream) -> Result<Option<String>, std::io::Error> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.truncate(end);
-            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+/// The parts of a request the routes use.
+struct Request<'a> {
+    path: &'a str,
+    query: &'a str,
 }
 
-async fn serve(mut stream: TcpStream, state: &State) -> Result<(), std::io::Error> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-    };
-    let (response, head_only) = match head.as_deref().map(parse_head) {
-        None => (
-            Response::error(false, 431, "the request head is too large"),
-            false,
-        ),
-        Some(None) => (
-            Response::error(false, 400, "not an HTTP/1.x request"),
-            false,
-        ),
-        Some(Some(request)) => {
-            let head_only = request.method == "HEAD";
-            (route(&request, state).await, head_only)
-        }
-    };
-    write_response(&mut stream, &response, head_only).await
-}
-
-async fn write_response(
-    stream: &mut TcpStream,
-    r: &Response,
-    head_only: bool,
-) -> Result<(), std::io::Error> {
-    let mut head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\
-         Content-Security-Policy: {CSP}\r\n",
-        status_line(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    if r.allow {
-        head.push_str("Allow: GET, HEAD\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(&r.body).await?;
-    }
-    stream.shutdown().await?;
-    // Read what the client still sends (the rest of a refused head) until it closes, briefly: closing a socket with
-    // unread input resets the connection, and the client could lose the response.
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
-    Ok(())
-}
-
-async fn route(request: &Request, state: &State) -> Response {
-    let api = request.path.starts_with("/api/");
-    if request.method != "GET" && request.method != "HEAD" {
-        let mut r = Response::error(api, 405, "only GET and HEAD are served");
-        r.allow = true;
-        return r;
-    }
-    if state.loopback && !request.host.as_deref().is_some_and(loopback_host) {
-        return Response::error(
+async fn answer(request: hyper::Request<Incoming>, state: &State) -> hyper::Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let api = path.starts_with("/api/");
+    let response = if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut r = Response::error(
             api,
-            400,
-            "the Host header must name 127.0.0.1, [::1] or localhost (this dashboard only serves this machine)",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served",
         );
-    }
-    match request.path.as_str() {
+        r.allow = true;
+        r
+    } else if state.loopback
+        && !request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(loopback_host)
+    {
+        Response::error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "the Host header must name 127.0.0.1, [::1] or localhost (this dashboard only serves this machine)",
+        )
+    } else if request.uri().query().map_or(0, str::len) > MAX_QUERY {
+        Response::error(
+            api,
+            StatusCode::URI_TOO_LONG,
+            &format!("the query string is longer than {MAX_QUERY} bytes"),
+        )
+    } else {
+        let routed = Request {
+            path,
+            query: request.uri().query().unwrap_or(""),
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, route(&routed, api, state)).await {
+            Ok(response) => response,
+            Err(_) => Response::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "the warehouse did not answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            ),
+        }
+    };
+    // hyper leaves the body out of an answer to HEAD and keeps its Content-Length.
+    response.into_hyper()
+}
+
+async fn route(request: &Request<'_>, api: bool, state: &State) -> Response {
+    match request.path {
         "/" | "/api/summary" => {
-            let filters = match Filters::from_query(&request.query) {
+            let filters = match Filters::from_query(request.query) {
                 Ok(f) => f,
-                Err(e) => return Response::error(api, 400, &e.to_string()),
+                Err(e) => return Response::error(api, StatusCode::BAD_REQUEST, &e.to_string()),
             };
-            let mut warehouse = state.warehouse.lock().await;
             let result = async {
-                let client = warehouse.client().await?;
-                let summary = queries::summary(client, &filters).await?;
+                let mut session = state.pool.get().await?;
+                let summary = state
+                    .cache
+                    .summary(session.client().await?, &filters)
+                    .await?;
                 let options = if api {
                     None
                 } else {
-                    Some(queries::filter_options(client).await?)
+                    Some(state.cache.options(session.client().await?).await?)
                 };
                 Ok::<_, DashboardError>((summary, options))
             }
             .await;
             match result {
-                Ok((summary, None)) => Response::json(200, &summary.to_json()),
+                Ok((summary, None)) => Response::json(StatusCode::OK, &summary.to_json()),
                 Ok((summary, Some(options))) => {
-                    Response::html(200, html::page(&summary, &options, &Mode::Live))
+                    Response::html(StatusCode::OK, html::page(&summary, &options, &Mode::Live))
                 }
                 Err(e) => server_error(api, &e),
             }
         }
         "/api/filters" => {
-            let mut warehouse = state.warehouse.lock().await;
             let result = async {
-                let client = warehouse.client().await?;
-                queries::filter_options(client).await
+                let mut session = state.pool.get().await?;
+                state.cache.options(session.client().await?).await
             }
             .await;
             match result {
-                Ok(options) => Response::json(200, &options.to_json()),
+                Ok(options) => Response::json(StatusCode::OK, &options.to_json()),
                 Err(e) => server_error(api, &e),
             }
         }
         path if path.starts_with("/export/") => export(request, state).await,
-        _ => Response::error(api, 404, "no such page; the dashboard is at /"),
+        _ => Response::error(
+            api,
+            StatusCode::NOT_FOUND,
+            "no such page; the dashboard is at /",
+        ),
     }
 }
 
 /// `GET /export/<table>.csv?<filters>`: one of the page's tables as CSV (aggregates only).
-async fn export(request: &Request, state: &State) -> Response {
+async fn export(request: &Request<'_>, state: &State) -> Response {
     let Some(table) = request
         .path
         .strip_prefix("/export/")
         .and_then(|p| p.strip_suffix(".csv"))
     else {
-        return Response::error(false, 404, "no such export; expected /export/<table>.csv");
-    };
-    let filters = match Filters::from_query(&request.query) {
-        Ok(f) => f,
-        Err(e) => return Response::error(false, 400, &e.to_string()),
-    };
-    let mut warehouse = state.warehouse.lock().await;
-    match super::export(warehouse.as_mut(), &filters, table).await {
-        Ok(Some(csv)) => Response {
-            status: 200,
-            content_type: "text/csv; charset=utf-8",
-            body: csv.into_bytes(),
-            allow: false,
-        },
-        Ok(None) => Response::error(
+        return Response::error(
             false,
-            404,
+            StatusCode::NOT_FOUND,
+            "no such export; expected /export/<table>.csv",
+        );
+    };
+    if !super::tables::ids().any(|id| id == table) {
+        return Response::error(
+            false,
+            StatusCode::NOT_FOUND,
             &format!(
                 "no table '{table}' to export; expected one of {}",
                 super::tables::ids().collect::<Vec<_>>().join(", ")
             ),
-        ),
+        );
+    }
+    let filters = match Filters::from_query(request.query) {
+        Ok(f) => f,
+        Err(e) => return Response::error(false, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let result = async {
+        let mut session = state.pool.get().await?;
+        state.cache.summary(session.client().await?, &filters).await
+    }
+    .await;
+    match result.map(|summary| super::tables::export(&summary, table)) {
+        Ok(Some(csv)) => Response {
+            status: StatusCode::OK,
+            content_type: "text/csv; charset=utf-8",
+            body: csv.into_bytes(),
+            allow: false,
+        },
+        Ok(None) => Response::error(false, StatusCode::NOT_FOUND, "no such table"),
         Err(e) => server_error(false, &e),
     }
 }
 
 fn server_error(api: bool, e: &DashboardError) -> Response {
     tracing::error!(error = %e, "dashboard query failed");
-    Response::error(api, 500, &e.to_string())
+    Response::error(api, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_request_head_yields_method_path_query_and_host() {
-        let r =
-            parse_head("GET /api/summary?payer=3 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nAccept: */*")
-                .unwrap();
-        assert_eq!(r.method, "GET");
-        assert_eq!(r.path, "/api/summary");
-        assert_eq!(r.query, "payer=3");
-        assert_eq!(r.host.as_deref(), Some("127.0.0.1:8080"));
-        assert!(parse_head("GET http://x/ HTTP/1.1").is_none());
-        assert!(parse_head("hello").is_none());
-    }
 
     #[test]
     fn only_loopback_host_names_are_accepted_on_a_loopback_server() {
@@ -415,5 +483,14 @@ mod tests {
         ] {
             assert!(!loopback_host(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn status_lines_use_the_standard_reasons() {
+        assert_eq!(status_line(StatusCode::URI_TOO_LONG), "414 URI Too Long");
+        assert_eq!(
+            status_line(StatusCode::SERVICE_UNAVAILABLE),
+            "503 Service Unavailable"
+        );
     }
 }

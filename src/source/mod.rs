@@ -79,7 +79,7 @@ fn sha256_file_and_kind(path: &Path) -> io::Result<(String, bool)> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok((hex(&hasher.finalize()), head == GZIP_MAGIC))
+    Ok((hex::encode(hasher.finalize()), head == GZIP_MAGIC))
 }
 
 /// The SHA-256 (hex) of an object's decompressed bytes: known once the reader has reached their end.
@@ -111,15 +111,10 @@ impl<R: Read> Read for Hashed<R> {
             && let Some(h) = self.hasher.take()
             && let Ok(mut d) = self.digest.0.lock()
         {
-            *d = Some(hex(&h.finalize()));
+            *d = Some(hex::encode(h.finalize()));
         }
         Ok(n)
     }
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Limits on one object's decompressed bytes, so that no object runs past the time it is given.

@@ -51,7 +51,7 @@ pub fn integer(v: i64, width: usize, out: &mut Vec<u8>) {
 /// A DATE field.
 pub fn date(d: Date, out: &mut Vec<u8>) {
     out.extend_from_slice(&4i32.to_be_bytes());
-    let days = d.days_since_epoch() - PG_EPOCH_DAYS;
+    let days = super::cast::days_since_epoch(d) - PG_EPOCH_DAYS;
     out.extend_from_slice(&(days as i32).to_be_bytes());
 }
 
@@ -240,19 +240,11 @@ mod tests {
     fn dates_count_days_from_2000_and_integers_are_big_endian() {
         let mut out = Vec::new();
         date(
-            Date {
-                year: 2000,
-                month: 1,
-                day: 1,
-            },
+            Date::from_calendar_date(2000, time::Month::try_from(1).unwrap(), 1).unwrap(),
             &mut out,
         );
         date(
-            Date {
-                year: 1999,
-                month: 12,
-                day: 31,
-            },
+            Date::from_calendar_date(1999, time::Month::try_from(12).unwrap(), 31).unwrap(),
             &mut out,
         );
         assert_eq!(

@@ -191,51 +191,15 @@ fn integer_digits(s: &str) -> Result<String, CastError> {
     Ok(groups.concat())
 }
 
-/// A calendar date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    /// Year, 1 to 9999.
-    pub year: u16,
-    /// Month, 1 to 12.
-    pub month: u8,
-    /// Day of the month, from 1.
-    pub day: u8,
-}
+/// A calendar date: the `time` crate's, so leap years and month lengths are its rules, not ours.
+pub type Date = time::Date;
 
-impl Date {
-    /// Days since 1970-01-01 (proleptic Gregorian), used to order keys.
-    pub fn days_since_epoch(self) -> i64 {
-        let (y, m, d) = (
-            i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
-        );
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-}
+/// The Julian day of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
-impl fmt::Display for Date {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 0,
-    }
+/// Days since 1970-01-01 (proleptic Gregorian), used to order keys.
+pub fn days_since_epoch(d: Date) -> i64 {
+    i64::from(d.to_julian_day() - UNIX_EPOCH_JULIAN_DAY)
 }
 
 fn digits_value(s: &str) -> Option<u16> {
@@ -266,11 +230,16 @@ pub fn date(s: &str) -> Result<Date, CastError> {
     else {
         return Err(CastError::NotADate);
     };
-    let (month, day) = (month as u8, day as u8);
-    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+    // The contract's years start at 1; the crate checks the month and the day of the month.
+    if year == 0 {
         return Err(CastError::NoSuchDate);
     }
-    Ok(Date { year, month, day })
+    let month = u8::try_from(month)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or(CastError::NoSuchDate)?;
+    let day = u8::try_from(day).map_err(|_| CastError::NoSuchDate)?;
+    Date::from_calendar_date(i32::from(year), month, day).map_err(|_| CastError::NoSuchDate)
 }
 
 /// Text of at most `max` characters, without NUL bytes.
@@ -367,11 +336,7 @@ mod tests {
 
     #[test]
     fn dates_accept_the_four_formats() {
-        let want = Date {
-            year: 2019,
-            month: 3,
-            day: 7,
-        };
+        let want = Date::from_calendar_date(2019, time::Month::March, 7).unwrap();
         for s in ["20190307", "2019-03-07", "3/7/2019", "03/07/2019"] {
             assert_eq!(date(s), Ok(want), "{s}");
         }
@@ -399,8 +364,11 @@ mod tests {
 
     #[test]
     fn days_since_epoch_orders_dates() {
-        assert_eq!(date("1970-01-01").unwrap().days_since_epoch(), 0);
-        assert_eq!(date("2000-03-01").unwrap().days_since_epoch(), 11_017);
+        assert_eq!(days_since_epoch(date("1970-01-01").unwrap()), 0);
+        assert_eq!(days_since_epoch(date("2000-03-01").unwrap()), 11_017);
+        assert_eq!(days_since_epoch(date("1969-12-31").unwrap()), -1);
+        assert_eq!(date("0001-01-01").unwrap().to_string(), "0001-01-01");
+        assert_eq!(date("9999-12-31").unwrap().to_string(), "9999-12-31");
     }
 
     #[test]

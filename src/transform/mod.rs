@@ -467,7 +467,7 @@ fn write_value<F: RowFormat>(
         ColumnType::Date => {
             let d = cast::date(value)?;
             F::date(d, out);
-            Ok(d.days_since_epoch())
+            Ok(cast::days_since_epoch(d))
         }
         ColumnType::Varchar(max) => {
             F::text(cast::varchar(value, max)?, out);

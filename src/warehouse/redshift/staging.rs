@@ -19,8 +19,6 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-use crate::source::hex;
-
 /// Rows reach the compressor in blocks of about this many bytes; a part holds at least one block.
 pub const BLOCK: usize = 256 * 1024;
 /// Compressed bytes per multipart piece: S3's smallest part (5 MiB; only an upload's last part may be smaller).
@@ -268,7 +266,7 @@ pub fn load_id(table: &str, identity: &str, now: SystemTime) -> String {
     hasher.update(since.as_nanos().to_le_bytes());
     hasher.update(std::process::id().to_le_bytes());
     hasher.update(LOADS.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let digest = hex(&hasher.finalize());
+    let digest = hex::encode(hasher.finalize());
     let (date, time) = utc(since.as_secs());
     format!(
         "{}T{}Z-{table}-{}",
