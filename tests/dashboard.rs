@@ -137,6 +137,10 @@ const CASES: &[Case] = &[
         sql: "pa.payer_name = 'Blue Cross, Blue Shield' AND f.dim_date_service_pk >= DATE '2019-07-01'",
     },
     Case {
+        query: "from=2018-11-01&to=2019-02-28",
+        sql: "f.dim_date_post_pk BETWEEN DATE '2018-11-01' AND DATE '2019-02-28'",
+    },
+    Case {
         query: "from=2019-01-01&to=2019-06-30&payer=1&specialty=Psychiatry",
         sql: "f.dim_date_post_pk BETWEEN DATE '2019-01-01' AND DATE '2019-06-30' AND f.dim_payer_pk = 1 \
               AND ph.provider_specialty = 'Psychiatry'",
@@ -267,6 +271,18 @@ async fn the_summary_api_equals_sql_written_in_the_test_with_and_without_filters
                 "months follow each other for ?{}",
                 case.query
             );
+        }
+        // A range's axis reaches out to the months of its edges, with or without lines there.
+        for (edge, label) in [("from=", labels.first()), ("to=", labels.last())] {
+            if let Some(at) = case.query.find(edge) {
+                let day = &case.query[at + edge.len()..at + edge.len() + 7];
+                assert_eq!(
+                    label.map(|l| l.as_str()),
+                    Some(day),
+                    "axis edge {edge} for ?{}",
+                    case.query
+                );
+            }
         }
         months.retain(|_, gross| gross != "0.00");
         let month = if case.query.contains("dates=service") {
@@ -1097,12 +1113,14 @@ async fn the_revenue_cycle_figures_equal_a_computation_over_the_csv_files() {
         let want: Vec<(String, String)> = top.into_iter().map(|(n, g)| (n, decimal(g))).collect();
         assert_eq!(served, want, "top physicians for ?{query}");
 
-        // Weekly time axis: every Monday from the first week to the last, empty weeks at zero.
+        // Weekly time axis: every Monday from the first week to the last (the range's last day's week when a range
+        // ends the selection), empty weeks at zero.
         let monday = |d: time::Date| {
             d - time::Duration::days(i64::from(d.weekday().number_days_from_monday()))
         };
         let mut weeks: BTreeMap<time::Date, i64> = BTreeMap::new();
-        let last_week = monday(lines.iter().map(|l| l.post).max().expect("lines"));
+        let last_line = lines.iter().map(|l| l.post).max().expect("lines");
+        let last_week = monday(range_end.map_or(last_line, |end| end.max(last_line)));
         let mut w = monday(first);
         while w <= last_week {
             weeks.insert(w, 0);

@@ -55,16 +55,45 @@ pub fn label(grain: Grain, period: Date) -> String {
     }
 }
 
-/// Every period from the first to the last of `periods` (sorted period starts with their sums): those without
-/// lines get zero sums, so that the time axis has one evenly spaced point per period.
-pub fn fill(grain: Grain, periods: &[(Date, Totals)]) -> Vec<(Date, Totals)> {
+/// The most periods a time axis reaches out to a range's edges with: past it (a range of centuries by day) the axis
+/// spans the periods that have lines only.
+pub const MAX_AXIS_PERIODS: usize = 4000;
+
+/// Every period from the first to the last of `periods` (sorted period starts with their sums), reaching out to the
+/// periods of the range's edges `from` and `to` when given: those without lines get zero sums, so that the time
+/// axis has one evenly spaced point per period and a range shows its empty ends.
+pub fn fill(
+    grain: Grain,
+    periods: &[(Date, Totals)],
+    from: Option<Date>,
+    to: Option<Date>,
+) -> Vec<(Date, Totals)> {
     let (Some(first), Some(last)) = (periods.first(), periods.last()) else {
         return Vec::new();
     };
+    let edges = (
+        from.map_or(first.0, |d| start(grain, d).min(first.0)),
+        to.map_or(last.0, |d| start(grain, d).max(last.0)),
+    );
+    filled(grain, periods, edges, MAX_AXIS_PERIODS).unwrap_or_else(|| {
+        filled(grain, periods, (first.0, last.0), usize::MAX).unwrap_or_default()
+    })
+}
+
+/// [`fill`] between two period starts, or `None` past `most` periods.
+fn filled(
+    grain: Grain,
+    periods: &[(Date, Totals)],
+    (first, last): (Date, Date),
+    most: usize,
+) -> Option<Vec<(Date, Totals)>> {
     let mut out = Vec::with_capacity(periods.len());
     let mut given = periods.iter().peekable();
-    let mut at = Some(first.0);
-    while let Some(period) = at.filter(|p| *p <= last.0) {
+    let mut at = Some(first);
+    while let Some(period) = at.filter(|p| *p <= last) {
+        if out.len() == most {
+            return None;
+        }
         let totals = match given.peek() {
             Some((p, t)) if *p == period => {
                 given.next();
@@ -75,7 +104,7 @@ pub fn fill(grain: Grain, periods: &[(Date, Totals)]) -> Vec<(Date, Totals)> {
         out.push((period, totals));
         at = next(grain, period);
     }
-    out
+    Some(out)
 }
 
 /// The as-of date's month against the month before and the same month a year before, from the sums per month.
@@ -167,6 +196,8 @@ mod tests {
         let months = fill(
             Grain::Month,
             &[(d("2019-11-01"), sums(5)), (d("2020-02-01"), sums(7))],
+            None,
+            None,
         );
         let labels: Vec<String> = months
             .iter()
@@ -178,17 +209,56 @@ mod tests {
         let days = fill(
             Grain::Day,
             &[(d("2020-02-28"), sums(1)), (d("2020-03-01"), sums(2))],
+            None,
+            None,
         );
         assert_eq!(days.len(), 3, "2020 is a leap year");
         let weeks = fill(
             Grain::Week,
             &[(d("2020-12-21"), sums(1)), (d("2021-01-04"), sums(2))],
+            None,
+            None,
         );
         assert_eq!(
             weeks.iter().map(|w| w.0).collect::<Vec<_>>(),
             [d("2020-12-21"), d("2020-12-28"), d("2021-01-04")]
         );
-        assert!(fill(Grain::Day, &[]).is_empty());
+        assert!(fill(Grain::Day, &[], None, None).is_empty());
+    }
+
+    #[test]
+    fn a_range_reaches_out_to_its_edges_and_a_huge_one_stays_with_the_lines() {
+        let lines = [(d("2020-03-10"), sums(5)), (d("2020-05-20"), sums(7))];
+        let months = fill(
+            Grain::Month,
+            &lines,
+            Some(d("2020-01-15")),
+            Some(d("2020-07-31")),
+        );
+        let labels: Vec<String> = months
+            .iter()
+            .map(|(p, _)| label(Grain::Month, *p))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "2020-01", "2020-02", "2020-03", "2020-04", "2020-05", "2020-06", "2020-07"
+            ]
+        );
+        assert_eq!(months[0].1, Totals::default());
+        assert_eq!(months[6].1, Totals::default());
+        let days = fill(Grain::Day, &lines, Some(d("2020-03-08")), None);
+        assert_eq!(days.first().map(|p| p.0), Some(d("2020-03-08")));
+        assert_eq!(days.last().map(|p| p.0), Some(d("2020-05-20")));
+        // Centuries by day would be tens of thousands of points: the axis spans the lines only.
+        let wide = fill(
+            Grain::Day,
+            &lines,
+            Some(d("1900-01-01")),
+            Some(d("2099-12-31")),
+        );
+        assert_eq!(wide.first().map(|p| p.0), Some(d("2020-03-10")));
+        assert_eq!(wide.len(), 72);
     }
 
     #[test]

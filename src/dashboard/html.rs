@@ -332,7 +332,37 @@ struct Tile {
     value: String,
     text: String,
     title: String,
-    delta: Option<fn(&Totals, &Totals) -> Option<String>>,
+    delta: Option<Delta>,
+}
+
+/// How a tile's month-over-month and year-over-year change is figured.
+#[derive(Clone, Copy)]
+enum Delta {
+    /// From the two months' sums.
+    Sums(fn(&Totals, &Totals) -> Option<String>),
+    /// Days in AR: each month's over its own number of days, the change in days.
+    DaysInAr,
+}
+
+impl Delta {
+    /// The change from the month labelled `previous` (`YYYY-MM`) to the month labelled `current`.
+    fn between(self, current: (&str, &Totals), previous: (&str, &Totals)) -> Option<String> {
+        match self {
+            Delta::Sums(f) => f(current.1, previous.1),
+            Delta::DaysInAr => {
+                let days_in = |(month, t): (&str, &Totals)| {
+                    let first = super::filters::parse_day(&format!("{month}-01"))?;
+                    t.days_in_ar(i64::from(first.month().length(first.year())))
+                };
+                let d = days_in(current)? - days_in(previous)?;
+                Some(format!(
+                    "{}{} days",
+                    if d >= 0 { "+" } else { "" },
+                    tenths(d)
+                ))
+            }
+        }
+    }
 }
 
 fn money_tile(
@@ -347,7 +377,7 @@ fn money_tile(
         value: c.decimal(),
         text: c.compact(),
         title: c.dollars(),
-        delta: Some(delta),
+        delta: Some(Delta::Sums(delta)),
     }
 }
 
@@ -363,7 +393,7 @@ fn rate_tile(
         value: r.map(Rate::decimal).unwrap_or_default(),
         text: r.map_or_else(|| "n/a".into(), |r| r.to_string()),
         title: r.map_or_else(|| "undefined: no charges".into(), |r| r.to_string()),
-        delta: Some(delta),
+        delta: Some(Delta::Sums(delta)),
     }
 }
 
@@ -402,7 +432,7 @@ fn kpis(out: &mut String, s: &Summary) {
                 "AR outstanding ÷ average daily gross charges over {} days",
                 s.period_days().unwrap_or(0)
             ),
-            delta: None,
+            delta: Some(Delta::DaysInAr),
         },
         Tile {
             key: "transactions",
@@ -410,7 +440,7 @@ fn kpis(out: &mut String, s: &Summary) {
             value: t.transactions.to_string(),
             text: grouped(t.transactions.unsigned_abs()),
             title: grouped(t.transactions.unsigned_abs()),
-            delta: Some(|a, b| change(a.transactions, b.transactions)),
+            delta: Some(Delta::Sums(|a, b| change(a.transactions, b.transactions))),
         },
     ];
     out.push_str("<h2 class=\"sr-only\">Key figures</h2>\n<dl class=\"kpis\">\n");
@@ -428,7 +458,9 @@ fn kpis(out: &mut String, s: &Summary) {
             let against = |(label, previous): &(String, Totals)| {
                 format!(
                     "{} vs {label}",
-                    delta(&c.current, previous).unwrap_or_else(|| "n/a".into())
+                    delta
+                        .between((&c.month, &c.current), (label, previous))
+                        .unwrap_or_else(|| "n/a".into())
                 )
             };
             let _ = write!(
@@ -759,7 +791,8 @@ pub const DEFINITIONS: [(&str, &str); 10] = [
     (
         "MoM · YoY",
         "the as-of date's month against the month before and the same month a year before, with the same filters \
-         but any date: relative change for amounts, percentage points for rates.",
+         but any date: relative change for amounts, percentage points for rates, days for days in AR (each \
+         month over its own number of days).",
     ),
     (
         "Top physicians, CPT codes",
@@ -767,8 +800,8 @@ pub const DEFINITIONS: [(&str, &str); 10] = [
     ),
     (
         "Time axis",
-        "one point per day, ISO week (from Monday) or month of the chosen date; a period without lines is drawn \
-         at zero.",
+        "one point per day, ISO week (from Monday) or month of the chosen date, from the range's first period to \
+         its last when a range is chosen; a period without lines is drawn at zero.",
     ),
 ];
 
@@ -847,6 +880,17 @@ mod tests {
         assert!(
             html.contains("data-kpi=\"days_in_ar\" data-value=\"48.0\""),
             "{html}"
+        );
+        // Days in AR per month over that month's 31 days: 1,200.00 × 31 ÷ 2,000.00 = 18.6 against
+        // 200.00 × 31 ÷ 1,000.00 = 6.2 a year before; the month before has no charges.
+        let tile = html
+            .split("data-kpi=\"days_in_ar\"")
+            .nth(1)
+            .and_then(|t| t.split("</div>").next())
+            .unwrap_or_default();
+        assert!(
+            tile.contains("MoM n/a vs 2020-02 · YoY +12.4 days vs 2019-03"),
+            "{tile}"
         );
     }
 

@@ -170,6 +170,18 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Days in AR over a period of `days` days, in tenths of a day: AR outstanding ÷ average daily gross charges
+    /// (`ar × days ÷ gross charges`, rounded half away from zero); `None` without charges.
+    pub fn days_in_ar(&self, days: i64) -> Option<i64> {
+        // Rate::of gives ten-thousandths of numerator ÷ denominator; tenths of ar × days ÷ gross are ten-thousandths
+        // of (ar × days) ÷ (gross × 1000), rounded once.
+        let r = Rate::of(
+            Cents(self.ar.0.checked_mul(days)?),
+            Cents(self.gross_charges.0.checked_mul(1000)?),
+        )?;
+        Some(r.0)
+    }
+
     /// Money collected: `-payments`.
     pub fn collected(&self) -> Cents {
         Cents(-self.payments.0)
@@ -328,14 +340,7 @@ impl Summary {
     /// Days in AR, in tenths of a day: AR outstanding ÷ average daily gross charges of the period
     /// (`ar × days ÷ gross charges`, rounded half away from zero); `None` without charges.
     pub fn days_in_ar(&self) -> Option<i64> {
-        let days = self.period_days()?;
-        // Rate::of gives ten-thousandths of numerator ÷ denominator; tenths of ar × days ÷ gross are ten-thousandths
-        // of (ar × days) ÷ (gross × 1000), rounded once.
-        let r = Rate::of(
-            Cents(self.totals.ar.0.checked_mul(days)?),
-            Cents(self.totals.gross_charges.0.checked_mul(1000)?),
-        )?;
-        Some(r.0)
+        self.totals.days_in_ar(self.period_days()?)
     }
 
     /// An adjustment reason's rate: -adjustments ÷ gross charges of the whole selection.
@@ -687,6 +692,8 @@ async fn summary_in_snapshot(
     let timeline = dates::fill(
         filters.grain,
         &periods(client, filters.grain, filters).await?,
+        filters.from,
+        filters.to,
     )
     .into_iter()
     .map(|(start, totals)| Group {
