@@ -530,12 +530,14 @@ async fn the_report_command_writes_one_self_contained_html_file() {
 async fn a_failing_query_answers_500_and_the_next_request_is_served_again() {
     let (db, _tmp) = sample_db("recovers").await;
     let server = start(&db).await;
+    // The landing page is computed ahead at start: the failing requests below are filtered ones, computed then.
+    kept_at(&server, db.ledger_rows().await).await;
     let admin = common::connect(&db.url).await;
     admin
         .batch_execute("ALTER TABLE health.dim_physician RENAME TO dim_physician_away")
         .await
         .expect("rename");
-    let failed = get(server.addr(), "/api/summary").await;
+    let failed = get(server.addr(), "/api/summary?payer=3").await;
     assert_eq!(failed.status, 500, "{}", failed.body);
     let error = failed.json()["error"]
         .as_str()
@@ -543,16 +545,21 @@ async fn a_failing_query_answers_500_and_the_next_request_is_served_again() {
         .to_string();
     assert!(error.contains("warehouse query failed"), "{error}");
     assert!(error.contains("dim_physician"), "{error}");
-    let page = get(server.addr(), "/").await;
+    let page = get(server.addr(), "/?payer=3").await;
     assert_eq!(page.status, 500);
     assert!(page.body.contains("role=\"alert\""));
     admin
         .batch_execute("ALTER TABLE health.dim_physician_away RENAME TO dim_physician")
         .await
         .expect("rename back");
-    let served = get(server.addr(), "/api/summary").await;
+    let served = get(server.addr(), "/api/summary?payer=3").await;
     assert_eq!(served.status, 200, "{}", served.body);
-    assert_eq!(served.json()["totals"]["transactions"], 1000);
+    let want: i64 = common::scalar(
+        &db.url,
+        "SELECT count(*) FROM health.fact_table WHERE dim_payer_pk = 3",
+    )
+    .await;
+    assert_eq!(served.json()["totals"]["transactions"], want);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -641,8 +648,10 @@ async fn a_slow_page_does_not_hold_up_the_other_viewers() {
     )
     .await;
     let addr = server.addr();
+    // The landing page is computed ahead at start; a filtered page is not.
+    kept_at(&server, db.ledger_rows().await).await;
     let admin = lock_the_fact_table(&db).await;
-    let slow = tokio::spawn(async move { get(addr, "/api/summary").await });
+    let slow = tokio::spawn(async move { get(addr, "/api/summary?payer=3").await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!slow.is_finished(), "the summary waits on the lock");
     // The filter choices read the dimensions only: a second session answers them while the first one waits.
@@ -661,8 +670,9 @@ async fn a_stop_finishes_the_request_in_progress_and_accepts_no_more() {
     let (db, _tmp) = sample_db("graceful").await;
     let server = start(&db).await;
     let addr = server.addr();
+    kept_at(&server, db.ledger_rows().await).await;
     let admin = lock_the_fact_table(&db).await;
-    let in_flight = tokio::spawn(async move { get(addr, "/api/summary").await });
+    let in_flight = tokio::spawn(async move { get(addr, "/api/summary?payer=3").await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let stopping = tokio::spawn(server.stop());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -723,6 +733,59 @@ async fn summaries_are_kept_until_a_load_commits() {
     );
     let choices = get(addr, "/api/filters").await.json();
     assert!(choices.to_string().contains("Test Payer"), "{choices}");
+}
+
+/// Wait until the server keeps pages of the warehouse holding `loads` ledger rows.
+async fn kept_at(server: &Server, loads: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.kept_version() != Some(loads) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the landing page was not computed ahead for {loads} loads (kept: {:?})",
+            server.kept_version()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_landing_page_is_computed_ahead_at_start_and_after_each_load() {
+    let (db, tmp) = sample_db("warm").await;
+    let server = start(&db).await;
+    let addr = server.addr();
+    kept_at(&server, db.ledger_rows().await).await;
+    let payers = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n98,Warm Payer\n");
+    let mut pg = db.warehouse().await;
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
+    };
+    let report = load_object(
+        &mut pg,
+        Object::local(&payers).expect("file"),
+        &options,
+        None,
+    )
+    .await;
+    assert_eq!(report.status, Status::Loaded, "{report:#?}");
+    // Nobody asked for a page: the server saw the new ledger row and computed the landing page by itself.
+    kept_at(&server, db.ledger_rows().await).await;
+    // With the fact table locked, only a page computed ahead can be answered.
+    let admin = lock_the_fact_table(&db).await;
+    let quick = std::time::Duration::from_secs(5);
+    let page = tokio::time::timeout(quick, get(addr, "/"))
+        .await
+        .expect("the landing page is answered without reading the fact table");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Warm Payer"),
+        "the new payer is a choice"
+    );
+    let summary = tokio::time::timeout(quick, get(addr, "/api/summary"))
+        .await
+        .expect("its figures too");
+    assert_eq!(summary.json()["totals"]["transactions"], 1000);
+    admin.batch_execute("COMMIT").await.expect("unlock");
 }
 
 #[test]

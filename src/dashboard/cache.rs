@@ -130,6 +130,16 @@ impl Cache {
         Ok(summary)
     }
 
+    /// The ledger's load count of the version the kept entries belong to (`None` while none is kept).
+    pub fn version(&self) -> Option<i64> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .version
+            .as_ref()
+            .filter(|_| !inner.summaries.is_empty())
+            .map(|(count, _)| *count)
+    }
+
     /// The filter form's choices, from the cache while the warehouse has not changed.
     pub async fn options(&self, client: &mut Client) -> Result<FilterOptions, DashboardError> {
         if self.capacity == 0 {

@@ -47,6 +47,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the listener's backlog.
 const MAX_CONNECTIONS: usize = 64;
+/// How often the server looks at the ledger to compute the landing page (no filters) and the filter choices ahead
+/// of their viewers after a load committed; a look at an unchanged warehouse is one query on the ledger.
+pub const WARM_EVERY: Duration = Duration::from_secs(10);
 
 /// How the server is sized.
 #[derive(Debug, Clone, Copy)]
@@ -76,8 +79,10 @@ struct State {
 /// A running dashboard; dropping it stops the server at once, [`Server::stop`] drains it first.
 pub struct Server {
     addr: SocketAddr,
+    state: Arc<State>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    warm: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -100,12 +105,21 @@ impl Server {
             loopback: addr.ip().is_loopback(),
         });
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, state, stopped));
+        let warm = (options.cached_summaries > 0)
+            .then(|| tokio::spawn(warm_loop(state.clone(), stopped.clone())));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), stopped));
         Ok(Server {
             addr,
+            state,
             stop,
             task: Some(task),
+            warm,
         })
+    }
+
+    /// The number of loads in the ledger when the kept pages were computed (`None` while none is kept).
+    pub fn kept_version(&self) -> Option<i64> {
+        self.state.cache.version()
     }
 
     /// The address the server listens on.
@@ -127,6 +141,9 @@ impl Server {
     }
 
     async fn join(&mut self) -> Result<(), DashboardError> {
+        if let Some(warm) = self.warm.take() {
+            warm.abort();
+        }
         match self.task.take() {
             Some(task) => task
                 .await
@@ -138,10 +155,31 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        for task in [self.task.take(), self.warm.take()].into_iter().flatten() {
             task.abort();
         }
     }
+}
+
+/// Every [`WARM_EVERY`], bring the landing page and the filter choices up to the warehouse's version.
+async fn warm_loop(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = warm(&state).await {
+            tracing::debug!(error = %e, "dashboard: computing the landing page ahead failed");
+        }
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(WARM_EVERY) => {}
+        }
+    }
+}
+
+async fn warm(state: &State) -> Result<(), DashboardError> {
+    let mut session = state.pool.get().await?;
+    let client = session.client().await?;
+    state.cache.options(client).await?;
+    state.cache.summary(client, &Filters::default()).await?;
+    Ok(())
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (what `kill`, systemd and container runtimes send), caught from the moment
