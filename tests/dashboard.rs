@@ -735,6 +735,40 @@ async fn summaries_are_kept_until_a_load_commits() {
     assert!(choices.to_string().contains("Test Payer"), "{choices}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboards_sessions_cannot_write() {
+    let db = TestDb::initialized("read_only").await;
+    let url = db.url.clone();
+    let connect: Connect = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            Ok(Box::new(healthetl::warehouse::Postgres::new(&url)?) as Box<dyn Loader>)
+        })
+    });
+    let pool = healthetl::dashboard::pool::Pool::new(connect, 1);
+    for round in 0..2 {
+        let mut session = pool.get().await.expect("a session");
+        let client = session.client().await.expect("connected");
+        let refused = client
+            .batch_execute("CREATE TABLE health.written_by_the_dashboard (x int)")
+            .await
+            .expect_err("a write is refused");
+        assert!(
+            refused.to_string().contains("read-only transaction")
+                || format!("{refused:?}").contains("read-only transaction"),
+            "round {round}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        common::scalar::<i64>(
+            &db.url,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'written_by_the_dashboard'"
+        )
+        .await,
+        0
+    );
+}
+
 /// Wait until the server keeps pages of the warehouse holding `loads` ledger rows.
 async fn kept_at(server: &Server, loads: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -28,16 +28,35 @@ impl managed::Manager for Manager {
     type Error = WarehouseError;
 
     async fn create(&self) -> Result<Box<dyn Loader>, WarehouseError> {
-        (self.connect)().await
+        let mut session = (self.connect)().await?;
+        read_only(session.as_mut()).await?;
+        Ok(session)
     }
 
+    /// Before each use: the session is read-only again (a session that reconnected since has lost its settings),
+    /// which is also the check that its connection is alive; a failing one is dropped and a new one opened.
     async fn recycle(
         &self,
-        _session: &mut Box<dyn Loader>,
+        session: &mut Box<dyn Loader>,
         _: &Metrics,
     ) -> RecycleResult<WarehouseError> {
-        Ok(())
+        Ok(read_only(session.as_mut()).await?)
     }
+}
+
+/// Make every transaction of a PostgreSQL session read-only, so that no statement the dashboard sends can write.
+/// (Redshift has no such setting; there each page's snapshot is `READ ONLY`, and the other statements are fixed
+/// `SELECT`s.)
+async fn read_only(session: &mut dyn Loader) -> Result<(), WarehouseError> {
+    if session.dialect() == "postgres" {
+        session
+            .client()
+            .await?
+            .batch_execute("SET default_transaction_read_only = on")
+            .await
+            .map_err(|e| WarehouseError::Connect(crate::warehouse::describe(&e)))?;
+    }
+    Ok(())
 }
 
 /// Up to `size` warehouse sessions shared by the requests.
