@@ -666,6 +666,42 @@ async fn a_slow_page_does_not_hold_up_the_other_viewers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn viewers_of_a_page_being_computed_wait_for_it_instead_of_computing_it_again() {
+    let (db, _tmp) = sample_db("single_flight").await;
+    let server = start(&db).await;
+    let addr = server.addr();
+    kept_at(&server, db.ledger_rows().await).await;
+    let admin = lock_the_fact_table(&db).await;
+    let viewers: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "/api/summary?payer=3").await }))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let waiting: i64 = common::scalar(
+        &db.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
+            db.url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default()
+        ),
+    )
+    .await;
+    assert_eq!(
+        waiting, 1,
+        "one computation of the page waits on the lock, not three"
+    );
+    admin.batch_execute("COMMIT").await.expect("unlock");
+    let mut bodies = Vec::new();
+    for viewer in viewers {
+        let answered = within("a viewer", viewer).await.expect("task");
+        assert_eq!(answered.status, 200, "{}", answered.body);
+        bodies.push(answered.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "the same figures for all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stop_finishes_the_request_in_progress_and_accepts_no_more() {
     let (db, _tmp) = sample_db("graceful").await;
     let server = start(&db).await;

@@ -4,7 +4,7 @@
 //! Writes that bypass the loader (hand-written SQL) are picked up within [`MAX_AGE`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -20,7 +20,12 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 pub struct Cache {
     capacity: usize,
     inner: Mutex<Inner>,
+    /// The computations in progress, by key: who asks for one of them waits for it.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// The flight key of the [`Unfiltered`] figures (no filter set's key starts with a NUL).
+const UNFILTERED: &str = "\0unfiltered";
 
 #[derive(Default)]
 struct Inner {
@@ -44,6 +49,7 @@ impl Cache {
         Cache {
             capacity,
             inner: Mutex::new(Inner::default()),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -59,7 +65,8 @@ impl Cache {
         inner
     }
 
-    /// The summary for `filters`, from the cache when the warehouse has not changed since it was read.
+    /// The summary for `filters`, from the cache when the warehouse has not changed since it was read. Viewers who
+    /// ask for the same filter set while it is being computed wait for that computation instead of repeating it.
     pub async fn summary(
         &self,
         client: &mut Client,
@@ -75,34 +82,48 @@ impl Cache {
         };
         let key = format!("{unsorted:?}");
         let version = queries::data_version(client).await?;
-        let unfiltered = {
-            let inner = self.at_version(version.clone());
-            if let Some(entry) = inner.summaries.get(&key)
-                && entry.at.elapsed() < MAX_AGE
-            {
-                let mut summary = entry.value.clone();
-                summary.filters = filters.clone();
-                return Ok(summary);
-            }
-            inner
-                .unfiltered
-                .as_ref()
-                .filter(|e| e.at.elapsed() < MAX_AGE)
-                .map(|e| e.value.clone())
-        };
-        let unfiltered = match unfiltered {
-            Some(u) => u,
-            None => {
-                let u = queries::unfiltered(client).await?;
-                self.at_version(version.clone()).unfiltered = Some(Entry {
-                    value: u.clone(),
-                    at: Instant::now(),
-                    order: 0,
-                });
-                u
-            }
-        };
-        let summary = queries::summary_with(client, &unsorted, Some(&unfiltered)).await?;
+        if let Some(summary) = self.kept(&key, &version, filters) {
+            return Ok(summary);
+        }
+        let flight = self.flight(&key);
+        let computing = flight.lock().await;
+        if let Some(summary) = self.kept(&key, &version, filters) {
+            return Ok(summary);
+        }
+        let computed = async {
+            let unfiltered = self.unfiltered(client, &version).await?;
+            queries::summary_with(client, &unsorted, Some(&unfiltered)).await
+        }
+        .await;
+        if let Ok(summary) = &computed {
+            self.keep(key.clone(), version, summary.clone());
+        }
+        drop(computing);
+        self.land(&key);
+        let mut summary = computed?;
+        summary.filters = filters.clone();
+        Ok(summary)
+    }
+
+    /// The kept summary for `key` at `version`, with the sort of `filters`.
+    fn kept(
+        &self,
+        key: &str,
+        version: &(i64, Option<String>),
+        filters: &Filters,
+    ) -> Option<Summary> {
+        let inner = self.at_version(version.clone());
+        let entry = inner
+            .summaries
+            .get(key)
+            .filter(|e| e.at.elapsed() < MAX_AGE)?;
+        let mut summary = entry.value.clone();
+        summary.filters = filters.clone();
+        Some(summary)
+    }
+
+    /// Keep `summary` under `key`, making room by dropping the oldest entry when the cache is full.
+    fn keep(&self, key: String, version: (i64, Option<String>), summary: Summary) {
         let mut inner = self.at_version(version);
         if inner.summaries.len() >= self.capacity
             && !inner.summaries.contains_key(&key)
@@ -119,15 +140,59 @@ impl Cache {
         inner.summaries.insert(
             key,
             Entry {
-                value: summary.clone(),
+                value: summary,
                 at: Instant::now(),
                 order,
             },
         );
-        drop(inner);
-        let mut summary = summary;
-        summary.filters = filters.clone();
-        Ok(summary)
+    }
+
+    /// The figures no filter changes, computed once per version (one computation at a time).
+    async fn unfiltered(
+        &self,
+        client: &Client,
+        version: &(i64, Option<String>),
+    ) -> Result<Unfiltered, DashboardError> {
+        let kept = |cache: &Cache| {
+            cache
+                .at_version(version.clone())
+                .unfiltered
+                .as_ref()
+                .filter(|e| e.at.elapsed() < MAX_AGE)
+                .map(|e| e.value.clone())
+        };
+        if let Some(u) = kept(self) {
+            return Ok(u);
+        }
+        let flight = self.flight(UNFILTERED);
+        let computing = flight.lock().await;
+        let result = match kept(self) {
+            Some(u) => Ok(u),
+            None => queries::unfiltered(client).await.inspect(|u| {
+                self.at_version(version.clone()).unfiltered = Some(Entry {
+                    value: u.clone(),
+                    at: Instant::now(),
+                    order: 0,
+                });
+            }),
+        };
+        drop(computing);
+        self.land(UNFILTERED);
+        result
+    }
+
+    /// The lock of the computation of `key`, shared by everyone asking for it meanwhile.
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The computation of `key` ended: later requests find its result kept (or compute again after a failure).
+    fn land(&self, key: &str) {
+        self.flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// The ledger's load count of the version the kept entries belong to (`None` while none is kept).
