@@ -495,7 +495,12 @@ async fn export(request: &Request<'_>, state: &State) -> Response {
 
 fn server_error(api: bool, e: &DashboardError) -> Response {
     tracing::error!(error = %e, "dashboard query failed");
-    Response::error(api, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+    // Every session busy is the server's load, not a fault: 503, so that a client may try again.
+    let status = match e {
+        DashboardError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Response::error(api, status, &e.to_string())
 }
 
 #[cfg(test)]
