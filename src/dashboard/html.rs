@@ -801,7 +801,8 @@ pub const DEFINITIONS: [(&str, &str); 10] = [
     (
         "Time axis",
         "one point per day, ISO week (from Monday) or month of the chosen date, from the range's first period to \
-         its last when a range is chosen; a period without lines is drawn at zero.",
+         its last when a range is chosen (up to 4,000 points; a wider range spans the periods with lines); a \
+         period without lines is drawn at zero.",
     ),
 ];
 
