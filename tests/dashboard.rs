@@ -53,18 +53,47 @@ async fn start(db: &TestDb) -> Server {
     start_with(db, ServerOptions::default()).await
 }
 
-/// Start the dashboard on a free loopback port over `db`, sized by `options`.
-async fn start_with(db: &TestDb, options: ServerOptions) -> Server {
+/// Opens PostgreSQL sessions on `db`, as the dashboard's pool asks for them.
+fn sessions_of(db: &TestDb) -> Connect {
     let url = db.url.clone();
-    let connect: Connect = Arc::new(move || {
+    Arc::new(move || {
         let url = url.clone();
         Box::pin(async move {
             Ok(Box::new(healthetl::warehouse::Postgres::new(&url)?) as Box<dyn Loader>)
         })
-    });
-    Server::start(connect, "127.0.0.1:0".parse().expect("address"), options)
-        .await
-        .expect("the dashboard starts")
+    })
+}
+
+/// Load a one-row `dimPayer.csv` (a committed load: one more ledger row).
+async fn load_payer(db: &TestDb, tmp: &TempDir, pk: u32, name: &str) {
+    let payers = tmp.write(
+        "dimPayer.csv",
+        format!("dimPayerPK,PayerName\n{pk},{name}\n"),
+    );
+    let mut pg = db.warehouse().await;
+    let options = LoadOptions {
+        rejects_dir: tmp.path().join("rejects"),
+        ..LoadOptions::default()
+    };
+    let report = load_object(
+        &mut pg,
+        Object::local(&payers).expect("file"),
+        &options,
+        None,
+    )
+    .await;
+    assert_eq!(report.status, Status::Loaded, "{report:#?}");
+}
+
+/// Start the dashboard on a free loopback port over `db`, sized by `options`.
+async fn start_with(db: &TestDb, options: ServerOptions) -> Server {
+    Server::start(
+        sessions_of(db),
+        "127.0.0.1:0".parse().expect("address"),
+        options,
+    )
+    .await
+    .expect("the dashboard starts")
 }
 
 /// A response: status, lower-cased header lines, body.
@@ -749,20 +778,7 @@ async fn summaries_are_kept_until_a_load_commits() {
         1000
     );
     // A committed load adds its ledger row: the next request reads the warehouse again.
-    let payers = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n99,Test Payer\n");
-    let mut pg = db.warehouse().await;
-    let options = LoadOptions {
-        rejects_dir: tmp.path().join("rejects"),
-        ..LoadOptions::default()
-    };
-    let report = load_object(
-        &mut pg,
-        Object::local(&payers).expect("file"),
-        &options,
-        None,
-    )
-    .await;
-    assert_eq!(report.status, Status::Loaded, "{report:#?}");
+    load_payer(&db, &tmp, 99, "Test Payer").await;
     assert_eq!(
         get(addr, "/api/summary").await.json()["totals"]["transactions"],
         990
@@ -774,14 +790,7 @@ async fn summaries_are_kept_until_a_load_commits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboards_sessions_cannot_write() {
     let db = TestDb::initialized("read_only").await;
-    let url = db.url.clone();
-    let connect: Connect = Arc::new(move || {
-        let url = url.clone();
-        Box::pin(async move {
-            Ok(Box::new(healthetl::warehouse::Postgres::new(&url)?) as Box<dyn Loader>)
-        })
-    });
-    let pool = healthetl::dashboard::pool::Pool::new(connect, 1);
+    let pool = healthetl::dashboard::pool::Pool::new(sessions_of(&db), 1);
     for round in 0..2 {
         let mut session = pool.get().await.expect("a session");
         let client = session.client().await.expect("connected");
@@ -824,20 +833,7 @@ async fn the_landing_page_is_computed_ahead_at_start_and_after_each_load() {
     let server = start(&db).await;
     let addr = server.addr();
     kept_at(&server, db.ledger_rows().await).await;
-    let payers = tmp.write("dimPayer.csv", "dimPayerPK,PayerName\n98,Warm Payer\n");
-    let mut pg = db.warehouse().await;
-    let options = LoadOptions {
-        rejects_dir: tmp.path().join("rejects"),
-        ..LoadOptions::default()
-    };
-    let report = load_object(
-        &mut pg,
-        Object::local(&payers).expect("file"),
-        &options,
-        None,
-    )
-    .await;
-    assert_eq!(report.status, Status::Loaded, "{report:#?}");
+    load_payer(&db, &tmp, 98, "Warm Payer").await;
     // Nobody asked for a page: the server saw the new ledger row and computed the landing page by itself.
     kept_at(&server, db.ledger_rows().await).await;
     // With the fact table locked, only a page computed ahead can be answered.

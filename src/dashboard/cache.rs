@@ -1,10 +1,14 @@
-//! Summaries kept per filter set while the warehouse does not change. Every committed load writes a ledger row in
-//! its own transaction, so the ledger's row count and latest finish time name the warehouse's contents: each
-//! request reads them (one indexed-free aggregate over a table of a row per load) and a change empties the cache.
+//! Figures kept while the warehouse does not change. Every committed load writes a ledger row in its own
+//! transaction, so the ledger's row count and latest finish time name the warehouse's contents ([`Version`]): each
+//! request reads them once (one aggregate over a table of one row per load) and a change empties the cache.
 //! Writes that bypass the loader (hand-written SQL) are picked up within [`MAX_AGE`].
+//!
+//! Kept: a summary per filter set, the filter choices, and the figures no filter changes. Whoever asks for one of
+//! them while it is being computed waits for that computation instead of repeating it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
@@ -13,8 +17,11 @@ use super::DashboardError;
 use super::filters::Filters;
 use super::queries::{self, FilterOptions, Summary, Unfiltered};
 
-/// The longest a cached summary is served, whatever the ledger says.
+/// The longest a kept figure is served, whatever the ledger says.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// A warehouse version: the ledger's load count and the latest load's finish time.
+pub type Version = (i64, Option<String>);
 
 /// The cache: at most `capacity` summaries, all of one warehouse version.
 pub struct Cache {
@@ -24,16 +31,17 @@ pub struct Cache {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// The flight key of the [`Unfiltered`] figures (no filter set's key starts with a NUL).
+/// The flight keys of the filter choices and of the [`Unfiltered`] figures (no filter set's key starts with NUL).
+const OPTIONS: &str = "\0options";
 const UNFILTERED: &str = "\0unfiltered";
 
 #[derive(Default)]
 struct Inner {
-    version: Option<(i64, Option<String>)>,
+    version: Option<Version>,
     summaries: HashMap<String, Entry<Summary>>,
     options: Option<Entry<FilterOptions>>,
     unfiltered: Option<Entry<Unfiltered>>,
-    /// Insertion counter: the oldest entry goes first when the cache is full.
+    /// Insertion counter: the oldest summary goes first when the cache is full.
     clock: u64,
 }
 
@@ -43,8 +51,25 @@ struct Entry<T> {
     order: u64,
 }
 
+impl<T: Clone> Entry<T> {
+    fn new(value: T, order: u64) -> Entry<T> {
+        Entry {
+            value,
+            at: Instant::now(),
+            order,
+        }
+    }
+
+    /// The value, unless it is older than [`MAX_AGE`].
+    fn fresh(entry: Option<&Entry<T>>) -> Option<T> {
+        entry
+            .filter(|e| e.at.elapsed() < MAX_AGE)
+            .map(|e| e.value.clone())
+    }
+}
+
 impl Cache {
-    /// A cache of `capacity` summaries; 0 keeps none (every request queries).
+    /// A cache of `capacity` summaries; 0 keeps nothing (every request queries).
     pub fn new(capacity: usize) -> Cache {
         Cache {
             capacity,
@@ -53,151 +78,18 @@ impl Cache {
         }
     }
 
-    /// Make the cache hold `version`'s entries only; returns the guard.
-    fn at_version(&self, version: (i64, Option<String>)) -> std::sync::MutexGuard<'_, Inner> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.version.as_ref() != Some(&version) {
-            inner.summaries.clear();
-            inner.options = None;
-            inner.unfiltered = None;
-            inner.version = Some(version);
-        }
-        inner
-    }
-
-    /// The summary for `filters`, from the cache when the warehouse has not changed since it was read. Viewers who
-    /// ask for the same filter set while it is being computed wait for that computation instead of repeating it.
-    pub async fn summary(
-        &self,
-        client: &mut Client,
-        filters: &Filters,
-    ) -> Result<Summary, DashboardError> {
+    /// The warehouse's version now (one query on the ledger), to read every figure of one request at; `None`
+    /// without a query when the cache keeps nothing.
+    pub async fn current(&self, client: &Client) -> Result<Option<Version>, DashboardError> {
         if self.capacity == 0 {
-            return queries::summary(client, filters).await;
+            return Ok(None);
         }
-        // The table sort only orders rows on the page: one entry serves every sort.
-        let unsorted = Filters {
-            sort: None,
-            ..filters.clone()
-        };
-        let key = format!("{unsorted:?}");
-        let version = queries::data_version(client).await?;
-        if let Some(summary) = self.kept(&key, &version, filters) {
-            return Ok(summary);
-        }
-        let flight = self.flight(&key);
-        let computing = flight.lock().await;
-        if let Some(summary) = self.kept(&key, &version, filters) {
-            return Ok(summary);
-        }
-        let computed = async {
-            let unfiltered = self.unfiltered(client, &version).await?;
-            queries::summary_with(client, &unsorted, Some(&unfiltered)).await
-        }
-        .await;
-        if let Ok(summary) = &computed {
-            self.keep(key.clone(), version, summary.clone());
-        }
-        drop(computing);
-        self.land(&key);
-        let mut summary = computed?;
-        summary.filters = filters.clone();
-        Ok(summary)
+        queries::data_version(client).await.map(Some)
     }
 
-    /// The kept summary for `key` at `version`, with the sort of `filters`.
-    fn kept(
-        &self,
-        key: &str,
-        version: &(i64, Option<String>),
-        filters: &Filters,
-    ) -> Option<Summary> {
-        let inner = self.at_version(version.clone());
-        let entry = inner
-            .summaries
-            .get(key)
-            .filter(|e| e.at.elapsed() < MAX_AGE)?;
-        let mut summary = entry.value.clone();
-        summary.filters = filters.clone();
-        Some(summary)
-    }
-
-    /// Keep `summary` under `key`, making room by dropping the oldest entry when the cache is full.
-    fn keep(&self, key: String, version: (i64, Option<String>), summary: Summary) {
-        let mut inner = self.at_version(version);
-        if inner.summaries.len() >= self.capacity
-            && !inner.summaries.contains_key(&key)
-            && let Some(oldest) = inner
-                .summaries
-                .iter()
-                .min_by_key(|(_, e)| e.order)
-                .map(|(k, _)| k.clone())
-        {
-            inner.summaries.remove(&oldest);
-        }
-        inner.clock += 1;
-        let order = inner.clock;
-        inner.summaries.insert(
-            key,
-            Entry {
-                value: summary,
-                at: Instant::now(),
-                order,
-            },
-        );
-    }
-
-    /// The figures no filter changes, computed once per version (one computation at a time).
-    async fn unfiltered(
-        &self,
-        client: &Client,
-        version: &(i64, Option<String>),
-    ) -> Result<Unfiltered, DashboardError> {
-        let kept = |cache: &Cache| {
-            cache
-                .at_version(version.clone())
-                .unfiltered
-                .as_ref()
-                .filter(|e| e.at.elapsed() < MAX_AGE)
-                .map(|e| e.value.clone())
-        };
-        if let Some(u) = kept(self) {
-            return Ok(u);
-        }
-        let flight = self.flight(UNFILTERED);
-        let computing = flight.lock().await;
-        let result = match kept(self) {
-            Some(u) => Ok(u),
-            None => queries::unfiltered(client).await.inspect(|u| {
-                self.at_version(version.clone()).unfiltered = Some(Entry {
-                    value: u.clone(),
-                    at: Instant::now(),
-                    order: 0,
-                });
-            }),
-        };
-        drop(computing);
-        self.land(UNFILTERED);
-        result
-    }
-
-    /// The lock of the computation of `key`, shared by everyone asking for it meanwhile.
-    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        flights.entry(key.to_string()).or_default().clone()
-    }
-
-    /// The computation of `key` ended: later requests find its result kept (or compute again after a failure).
-    fn land(&self, key: &str) {
-        self.flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-
-    /// The ledger's load count of the version the kept entries belong to (`None` while none is kept).
-    pub fn version(&self) -> Option<i64> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    /// The ledger's load count of the version the kept summaries belong to (`None` while none is kept).
+    pub fn kept_version(&self) -> Option<i64> {
+        let inner = self.lock();
         inner
             .version
             .as_ref()
@@ -205,27 +97,142 @@ impl Cache {
             .map(|(count, _)| *count)
     }
 
-    /// The filter form's choices, from the cache while the warehouse has not changed.
-    pub async fn options(&self, client: &mut Client) -> Result<FilterOptions, DashboardError> {
-        if self.capacity == 0 {
+    /// The summary for `filters` at version `at` (computed when there is no version: the cache is off).
+    pub async fn summary(
+        &self,
+        client: &mut Client,
+        at: Option<&Version>,
+        filters: &Filters,
+    ) -> Result<Summary, DashboardError> {
+        let Some(version) = at else {
+            return queries::summary(client, filters).await;
+        };
+        // The table sort only orders rows on the page: one entry serves every sort.
+        let unsorted = Filters {
+            sort: None,
+            ..filters.clone()
+        };
+        let key = format!("{unsorted:?}");
+        let capacity = self.capacity;
+        let mut summary = self
+            .kept_or_computed(
+                version,
+                &key,
+                |inner| Entry::fresh(inner.summaries.get(&key)),
+                async {
+                    let unfiltered = self.unfiltered(client, version).await?;
+                    queries::summary_with(client, &unsorted, Some(&unfiltered)).await
+                },
+                |inner, summary| {
+                    if inner.summaries.len() >= capacity
+                        && !inner.summaries.contains_key(&key)
+                        && let Some(oldest) = inner
+                            .summaries
+                            .iter()
+                            .min_by_key(|(_, e)| e.order)
+                            .map(|(k, _)| k.clone())
+                    {
+                        inner.summaries.remove(&oldest);
+                    }
+                    inner.clock += 1;
+                    let order = inner.clock;
+                    inner
+                        .summaries
+                        .insert(key.clone(), Entry::new(summary, order));
+                },
+            )
+            .await?;
+        summary.filters = filters.clone();
+        Ok(summary)
+    }
+
+    /// The filter form's choices at version `at` (read when there is no version).
+    pub async fn options(
+        &self,
+        client: &Client,
+        at: Option<&Version>,
+    ) -> Result<FilterOptions, DashboardError> {
+        let Some(version) = at else {
             return queries::filter_options(client).await;
+        };
+        self.kept_or_computed(
+            version,
+            OPTIONS,
+            |inner| Entry::fresh(inner.options.as_ref()),
+            queries::filter_options(client),
+            |inner, options| inner.options = Some(Entry::new(options, 0)),
+        )
+        .await
+    }
+
+    /// The figures no filter changes, at `version`.
+    async fn unfiltered(
+        &self,
+        client: &Client,
+        version: &Version,
+    ) -> Result<Unfiltered, DashboardError> {
+        self.kept_or_computed(
+            version,
+            UNFILTERED,
+            |inner| Entry::fresh(inner.unfiltered.as_ref()),
+            queries::unfiltered(client),
+            |inner, unfiltered| inner.unfiltered = Some(Entry::new(unfiltered, 0)),
+        )
+        .await
+    }
+
+    /// What `kept` finds at `version`, else the result of `compute` (handed to `keep` when it succeeds), computed
+    /// once at a time per `flight` key: whoever asks meanwhile waits, then finds it kept.
+    async fn kept_or_computed<T: Clone>(
+        &self,
+        version: &Version,
+        flight: &str,
+        kept: impl Fn(&Inner) -> Option<T>,
+        compute: impl Future<Output = Result<T, DashboardError>>,
+        keep: impl FnOnce(&mut Inner, T),
+    ) -> Result<T, DashboardError> {
+        let found = kept(&self.at_version(version));
+        if let Some(value) = found {
+            return Ok(value);
         }
-        let version = queries::data_version(client).await?;
-        {
-            let inner = self.at_version(version.clone());
-            if let Some(entry) = &inner.options
-                && entry.at.elapsed() < MAX_AGE
-            {
-                return Ok(entry.value.clone());
-            }
+        let lock = self.flight(flight);
+        let computing = lock.lock().await;
+        // (The guard is dropped before any await: the found value is taken out first.)
+        let found = kept(&self.at_version(version));
+        let result = match found {
+            Some(value) => Ok(value),
+            None => compute
+                .await
+                .inspect(|value| keep(&mut self.at_version(version), value.clone())),
+        };
+        drop(computing);
+        // Later requests find the result kept (or compute again after a failure).
+        self.flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(flight);
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cache's contents, emptied first when they belong to another version than `version`.
+    fn at_version(&self, version: &Version) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        if inner.version.as_ref() != Some(version) {
+            *inner = Inner {
+                version: Some(version.clone()),
+                ..Inner::default()
+            };
         }
-        let options = queries::filter_options(client).await?;
-        let mut inner = self.at_version(version);
-        inner.options = Some(Entry {
-            value: options.clone(),
-            at: Instant::now(),
-            order: 0,
-        });
-        Ok(options)
+        inner
+    }
+
+    /// The lock of the computation `key`, shared by everyone asking for it meanwhile.
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights.entry(key.to_string()).or_default().clone()
     }
 }

@@ -73,21 +73,6 @@ pub async fn report(
     Ok(html::page(&summary, &options, &Mode::Static { generated }))
 }
 
-/// The table `table` of the dashboard for `filters` as CSV (aggregates only, exact values), or `None` when there is
-/// no such table (`/export/<table>.csv`).
-pub async fn export(
-    warehouse: &mut dyn Loader,
-    filters: &Filters,
-    table: &str,
-) -> Result<Option<String>, DashboardError> {
-    if !tables::ids().any(|id| id == table) {
-        return Ok(None);
-    }
-    let client = warehouse.client().await?;
-    let summary = queries::summary(client, filters).await?;
-    Ok(tables::export(&summary, table))
-}
-
 /// Check that the warehouse answers the dashboard's queries (the tables exist), so that a misconfigured start fails
 /// at once instead of on the first page view.
 pub async fn check(warehouse: &mut dyn Loader) -> Result<(), DashboardError> {

@@ -119,7 +119,7 @@ impl Server {
 
     /// The number of loads in the ledger when the kept pages were computed (`None` while none is kept).
     pub fn kept_version(&self) -> Option<i64> {
-        self.state.cache.version()
+        self.state.cache.kept_version()
     }
 
     /// The address the server listens on.
@@ -177,8 +177,12 @@ async fn warm_loop(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
 async fn warm(state: &State) -> Result<(), DashboardError> {
     let mut session = state.pool.get().await?;
     let client = session.client().await?;
-    state.cache.options(client).await?;
-    state.cache.summary(client, &Filters::default()).await?;
+    let at = state.cache.current(client).await?;
+    state.cache.options(client, at.as_ref()).await?;
+    state
+        .cache
+        .summary(client, at.as_ref(), &Filters::default())
+        .await?;
     Ok(())
 }
 
@@ -409,14 +413,14 @@ async fn route(request: &Request<'_>, api: bool, state: &State) -> Response {
             };
             let result = async {
                 let mut session = state.pool.get().await?;
-                let summary = state
-                    .cache
-                    .summary(session.client().await?, &filters)
-                    .await?;
+                let client = session.client().await?;
+                // One look at the ledger for everything the request reads.
+                let at = state.cache.current(client).await?;
+                let summary = state.cache.summary(client, at.as_ref(), &filters).await?;
                 let options = if api {
                     None
                 } else {
-                    Some(state.cache.options(session.client().await?).await?)
+                    Some(state.cache.options(client, at.as_ref()).await?)
                 };
                 Ok::<_, DashboardError>((summary, options))
             }
@@ -432,7 +436,9 @@ async fn route(request: &Request<'_>, api: bool, state: &State) -> Response {
         "/api/filters" => {
             let result = async {
                 let mut session = state.pool.get().await?;
-                state.cache.options(session.client().await?).await
+                let client = session.client().await?;
+                let at = state.cache.current(client).await?;
+                state.cache.options(client, at.as_ref()).await
             }
             .await;
             match result {
@@ -478,7 +484,9 @@ async fn export(request: &Request<'_>, state: &State) -> Response {
     };
     let result = async {
         let mut session = state.pool.get().await?;
-        state.cache.summary(session.client().await?, &filters).await
+        let client = session.client().await?;
+        let at = state.cache.current(client).await?;
+        state.cache.summary(client, at.as_ref(), &filters).await
     }
     .await;
     match result.map(|summary| super::tables::export(&summary, table)) {
