@@ -130,7 +130,7 @@ fn binary_row(row: &[Option<&str>; 7], out: &mut Vec<u8>) {
         match i {
             0 => binary::numeric(cast::decimal(v, 12, 2).expect("money"), out),
             1 => binary::numeric(cast::decimal(v, 18, 4).expect("units"), out),
-            2 => binary::date(cast::date(v).expect("date"), out),
+            2 => binary::date(cast::days_since_epoch(cast::date(v).expect("date")), out),
             3 => binary::integer(v.parse().unwrap(), 2, out),
             4 => binary::integer(v.parse().unwrap(), 4, out),
             5 => binary::integer(v.parse().unwrap(), 8, out),

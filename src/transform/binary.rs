@@ -7,7 +7,7 @@
 //! display scale, leading and trailing zero groups dropped (as the server stores it). Tests compare every edge
 //! value with what the server makes of the same value in COPY text.
 
-use super::cast::{Date, Decimal};
+use super::cast::Decimal;
 
 /// The start of every binary COPY stream: signature, flags (none), header extension length (none).
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -48,10 +48,10 @@ pub fn integer(v: i64, width: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// A DATE field.
-pub fn date(d: Date, out: &mut Vec<u8>) {
+/// A DATE field, from its days since 1970-01-01 ([`super::cast::days_since_epoch`]).
+pub fn date(days_since_epoch: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(&4i32.to_be_bytes());
-    let days = super::cast::days_since_epoch(d) - PG_EPOCH_DAYS;
+    let days = days_since_epoch - PG_EPOCH_DAYS;
     out.extend_from_slice(&(days as i32).to_be_bytes());
 }
 
@@ -161,6 +161,7 @@ fn write_numeric(digits: &[u16], mut weight: i16, negative: bool, scale: u8, out
 
 #[cfg(test)]
 mod tests {
+    use super::super::cast::{Date, days_since_epoch};
     use super::*;
 
     fn numeric_bytes(units: i64, scale: u8) -> Vec<u8> {
@@ -240,11 +241,11 @@ mod tests {
     fn dates_count_days_from_2000_and_integers_are_big_endian() {
         let mut out = Vec::new();
         date(
-            Date::from_calendar_date(2000, time::Month::try_from(1).unwrap(), 1).unwrap(),
+            days_since_epoch(Date::from_calendar_date(2000, time::Month::January, 1).unwrap()),
             &mut out,
         );
         date(
-            Date::from_calendar_date(1999, time::Month::try_from(12).unwrap(), 31).unwrap(),
+            days_since_epoch(Date::from_calendar_date(1999, time::Month::December, 31).unwrap()),
             &mut out,
         );
         assert_eq!(

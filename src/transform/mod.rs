@@ -204,8 +204,8 @@ pub trait RowFormat {
     fn decimal(d: cast::Decimal, out: &mut Vec<u8>) {
         let _ = write!(out, "{d}");
     }
-    /// Append a date.
-    fn date(d: cast::Date, out: &mut Vec<u8>) {
+    /// Append a date (`days` is its [`cast::days_since_epoch`], computed once for the format and the key).
+    fn date(d: cast::Date, _days: i64, out: &mut Vec<u8>) {
         let _ = write!(out, "{d}");
     }
 }
@@ -236,8 +236,8 @@ impl RowFormat for CopyBinary {
         binary::numeric(d, out);
     }
 
-    fn date(d: cast::Date, out: &mut Vec<u8>) {
-        binary::date(d, out);
+    fn date(_d: cast::Date, days: i64, out: &mut Vec<u8>) {
+        binary::date(days, out);
     }
 }
 
@@ -466,8 +466,9 @@ fn write_value<F: RowFormat>(
         }
         ColumnType::Date => {
             let d = cast::date(value)?;
-            F::date(d, out);
-            Ok(cast::days_since_epoch(d))
+            let days = cast::days_since_epoch(d);
+            F::date(d, days, out);
+            Ok(days)
         }
         ColumnType::Varchar(max) => {
             F::text(cast::varchar(value, max)?, out);
